@@ -1,0 +1,188 @@
+"""PyTorch state dict → Flax variables, for every model of the zoo, by one rule.
+
+Flax modules carry their PyTorch module's name, so a Flax variable at path
+(collection, 'layer1.0', 'conv1', 'kernel') is the PyTorch entry 'layer1.0.conv1.weight'
+(anchors §4): conv weights [O, I, kH, kW] → kernels [kH, kW, I, O]; linear weights
+[out, in] → [in, out]; BatchNorm weight/bias → scale/bias, running_mean/var → batch_stats
+mean/var; num_batches_tracked is dropped.
+"""
+import os
+import re
+from typing import Dict, NamedTuple, Tuple
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+from flax import traverse_util
+
+from ijckd_jax.models import IMAGENET_MODELS, MODELS, check_model_name, create_model, default_image_size
+
+IGNORED_SUFFIX = '.num_batches_tracked'
+WRAPPER_KEYS = ('model', 'state_dict', 'model_state_dict')
+
+
+class ConversionError(ValueError):
+    """The checkpoint cannot become the requested model; the message says why and what to do."""
+
+
+class TorchEntry(NamedTuple):
+    """Where one PyTorch state-dict entry goes in the Flax variables."""
+    flax_path: Tuple[str, ...]
+    torch_shape: Tuple[int, ...]
+
+
+def torch_key(flax_path):
+    """The PyTorch state-dict key of a Flax variable path, and the torch layout of its shape."""
+    collection, *modules, leaf = flax_path
+    suffix = {('params', 'kernel'): 'weight', ('params', 'scale'): 'weight',
+              ('params', 'bias'): 'bias', ('batch_stats', 'mean'): 'running_mean',
+              ('batch_stats', 'var'): 'running_var'}[(collection, leaf)]
+    return '.'.join(modules + [suffix])
+
+
+def to_torch_shape(flax_shape):
+    if len(flax_shape) == 4:
+        height, width, inputs, outputs = flax_shape
+        return (outputs, inputs, height, width)
+    if len(flax_shape) == 2:
+        return tuple(reversed(flax_shape))
+    return tuple(flax_shape)
+
+
+def to_flax_array(array):
+    if array.ndim == 4:
+        return np.transpose(array, (2, 3, 1, 0))
+    if array.ndim == 2:
+        return array.T
+    return array
+
+
+def abstract_variables(model_name, num_classes):
+    """The shapes of the Flax model's variables, without computing anything."""
+    model = create_model(model_name, num_classes)
+    size = default_image_size(model_name)
+    images = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+    return jax.eval_shape(model.init, jax.random.key(0), images)
+
+
+def expected_entries(model_name, num_classes) -> Dict[str, TorchEntry]:
+    """Every state-dict key the model needs, with its PyTorch shape."""
+    flat = traverse_util.flatten_dict(abstract_variables(model_name, num_classes))
+    return {torch_key(path): TorchEntry(path, to_torch_shape(leaf.shape))
+            for path, leaf in flat.items()}
+
+
+def strip_wrappers(checkpoint):
+    """The state dict inside the formats users have: plain, {'model': ...} and DataParallel's 'module.'."""
+    if not isinstance(checkpoint, dict):
+        raise ConversionError(f'Expected a state dict or a dict holding one, got {type(checkpoint).__name__}.')
+    for key in WRAPPER_KEYS:
+        if isinstance(checkpoint.get(key), dict):
+            checkpoint = checkpoint[key]
+            break
+    arrays = {key: value for key, value in checkpoint.items() if hasattr(value, 'shape')}
+    if not arrays:
+        raise ConversionError('No tensors found in the checkpoint; its top-level keys are '
+                              f"{sorted(map(str, checkpoint))[:20]}. Expected a state dict or "
+                              f"a dict holding one under one of {list(WRAPPER_KEYS)}.")
+    return {re.sub(r'^module\.', '', key): value for key, value in arrays.items()}
+
+
+def read_torch_checkpoint(path, allow_pickle=False) -> Dict[str, np.ndarray]:
+    """The state dict of a PyTorch file as float32 numpy arrays."""
+    import pickle
+    import torch
+
+    if not os.path.isfile(path):
+        raise ConversionError(f'Checkpoint {path} does not exist or is not a file.')
+    try:
+        checkpoint = torch.load(path, map_location='cpu', weights_only=not allow_pickle)
+    except pickle.UnpicklingError as error:
+        if allow_pickle:
+            raise ConversionError(f'{path} is not a readable PyTorch checkpoint: {error}') from error
+        raise ConversionError(
+            f'{path} holds Python objects besides tensors, which torch.load refuses to unpickle '
+            'safely. If you trust the file, pass --allow-pickle.') from error
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        raise ConversionError(f'{path} is not a readable PyTorch checkpoint (is it truncated or '
+                              f'not a .pth file?): {error}') from error
+    return {key: value.detach().cpu().float().numpy()
+            for key, value in strip_wrappers(checkpoint).items()}
+
+
+def infer_model_name(path) -> str:
+    """The architecture from a RepDistiller teacher path: <model>_vanilla/ckpt_epoch_240.pth."""
+    folder = os.path.basename(os.path.dirname(os.path.abspath(path)))
+    candidates = [name for name in MODELS if folder == name or folder.startswith(name + '_')]
+    if not candidates:
+        raise ConversionError(f"Cannot infer the architecture from the folder name '{folder}'; "
+                              f"pass --arch, one of: {', '.join(MODELS)}.")
+    return max(candidates, key=len)
+
+
+def infer_num_classes(state_dict, model_name) -> int:
+    """The class count from the classifier's bias; without one, the data set's usual count
+    (100 for CIFAR, 1000 for ImageNet), so that the mismatch report still lists every key."""
+    classifier = create_model(model_name).classifier_name
+    bias = state_dict.get(f'{classifier}.bias')
+    if bias is None or bias.ndim != 1:
+        return 1000 if model_name in IMAGENET_MODELS else 100
+    return int(bias.shape[0])
+
+
+def describe_mismatches(state_dict, expected, model_name) -> str:
+    """Every missing key, unexpected key and shape mismatch, by name and shape; '' when none."""
+    present = {key for key in state_dict if not key.endswith(IGNORED_SUFFIX)}
+    missing = [key for key in expected if key not in present]
+    unexpected = sorted(present - expected.keys())
+    wrong_shape = [key for key in expected if key in present
+                   and tuple(state_dict[key].shape) != expected[key].torch_shape]
+    lines = []
+    if missing:
+        lines.append(f'{len(missing)} missing keys (the {model_name} model needs them):')
+        lines += [f'  {key} {list(expected[key].torch_shape)}' for key in missing]
+    if unexpected:
+        lines.append(f'{len(unexpected)} unexpected keys (the {model_name} model has no such entry):')
+        lines += [f'  {key} {list(state_dict[key].shape)}' for key in unexpected]
+    if wrong_shape:
+        lines.append(f'{len(wrong_shape)} shape mismatches (checkpoint vs {model_name}):')
+        lines += [f'  {key} {list(state_dict[key].shape)} vs {list(expected[key].torch_shape)}'
+                  for key in wrong_shape]
+    return '\n'.join(lines)
+
+
+def convert_state_dict(state_dict, model_name, num_classes=None):
+    """Flax variables {'params', 'batch_stats'} for `model_name` from a PyTorch state dict.
+
+    Raises ConversionError listing every mismatch before anything is converted.
+    """
+    check_model_name(model_name)
+    if num_classes is None:
+        num_classes = infer_num_classes(state_dict, model_name)
+    expected = expected_entries(model_name, num_classes)
+    problems = describe_mismatches(state_dict, expected, model_name)
+    if problems:
+        raise ConversionError(f'The checkpoint does not match {model_name} with {num_classes} '
+                              f'classes.\n{problems}')
+    # Copies, so that the variables never alias the caller's (possibly torch-shared) memory.
+    flat = {entry.flax_path: np.ascontiguousarray(to_flax_array(np.array(state_dict[key], np.float32)))
+            for key, entry in expected.items()}
+    return traverse_util.unflatten_dict(flat)
+
+
+def largest_logit_difference(state_dict, model_name, variables, batch_size=4, seed=0) -> float:
+    """Runs the PyTorch and the Flax model on one random batch in eval mode; max |Δ logit|."""
+    import torch
+    from ijckd_jax.torch_models import create_torch_model
+
+    num_classes = variables['params'][create_model(model_name).classifier_name]['bias'].shape[0]
+    torch_model = create_torch_model(model_name, num_classes)
+    torch_model.load_state_dict({key: torch.from_numpy(value) for key, value in state_dict.items()
+                                 if not key.endswith(IGNORED_SUFFIX)}, strict=False)
+    size = default_image_size(model_name)
+    images = np.random.default_rng(seed).standard_normal((batch_size, 3, size, size), np.float32)
+    with torch.no_grad():
+        torch_logits = torch_model(torch.from_numpy(images)).numpy()
+    flax_model = create_model(model_name, num_classes)
+    flax_logits = flax_model.apply(variables, np.transpose(images, (0, 2, 3, 1))).logits
+    return float(np.abs(np.asarray(flax_logits) - torch_logits).max())

@@ -1,0 +1,61 @@
+"""A model saved as a directory: its architecture (model.json) and its variables (orbax).
+
+This is what a teacher is: the converter writes it from a PyTorch checkpoint, and the trainer
+loads it as the frozen teacher. The directory appears whole or not at all.
+"""
+import json
+import os
+import shutil
+import tempfile
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from ijckd_jax.models import check_model_name
+
+METADATA = 'model.json'
+VARIABLES = 'variables'
+
+
+class FrozenModel(NamedTuple):
+    model_name: str
+    num_classes: int
+    variables: Any  # {'params': ..., 'batch_stats': ...}
+
+
+def save_frozen_model(directory, frozen: FrozenModel, source: str = '') -> None:
+    """Writes `frozen` to `directory`, which must not exist yet."""
+    directory = os.path.abspath(directory)
+    if os.path.exists(directory):
+        raise FileExistsError(f'{directory} already exists; choose another --out or remove it first.')
+    parent = os.path.dirname(directory)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f'.{os.path.basename(directory)}.', dir=parent)
+    try:
+        with ocp.StandardCheckpointer() as checkpointer:
+            checkpointer.save(os.path.join(staging, VARIABLES), frozen.variables)
+        metadata = {'model': frozen.model_name, 'num_classes': frozen.num_classes, 'source': source}
+        with open(os.path.join(staging, METADATA), 'w') as file:
+            json.dump(metadata, file, indent=2)
+        os.rename(staging, directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def load_frozen_model(directory) -> FrozenModel:
+    """Reads a directory written by `save_frozen_model`."""
+    metadata_path = os.path.join(directory, METADATA)
+    if not os.path.isfile(metadata_path):
+        raise FileNotFoundError(
+            f'{directory} is not a saved model (no {METADATA}). Convert a PyTorch checkpoint with '
+            'tools/convert_torch_weights.py or train a teacher with configs/cifar_teacher.py.')
+    with open(metadata_path) as file:
+        metadata = json.load(file)
+    check_model_name(metadata['model'])
+    with ocp.StandardCheckpointer() as checkpointer:
+        variables = checkpointer.restore(os.path.abspath(os.path.join(directory, VARIABLES)))
+    variables = jax.tree.map(np.asarray, variables)
+    return FrozenModel(metadata['model'], int(metadata['num_classes']), variables)

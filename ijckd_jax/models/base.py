@@ -1,0 +1,41 @@
+"""The shape every model shares: f = g ∘ Φ, a backbone Φ and a classifier g (paper §3)."""
+from typing import Any, ClassVar
+
+import jax.numpy as jnp
+import flax.linen as nn
+
+from ijckd_jax.models.layers import ModelOutput, global_average_pool, torch_linear_init
+
+
+class ImageClassifier(nn.Module):
+    """Base of every backbone: `backbone` gives the feature map, g pools it and applies a linear layer.
+
+    Subclasses implement `backbone(images, train)` and name their classifier after the
+    PyTorch module (`classifier_name`). `classify` applies g alone to any feature map of the
+    right width, which is how a student reuses the frozen teacher classifier:
+    `teacher.apply(teacher_variables, features, method='classify')`.
+    """
+    num_classes: int = 100
+    dtype: Any = jnp.float32
+    classifier_name: ClassVar[str] = 'fc'
+
+    def setup(self):
+        # Defined in setup, not inline, so that `classify` can run without the backbone.
+        self.classifier = nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=jnp.float32,
+                                   kernel_init=torch_linear_init, name=self.classifier_name)
+
+    @nn.compact
+    def __call__(self, images, train: bool = False) -> ModelOutput:
+        features = self.backbone(images, train)
+        pooled = global_average_pool(features)
+        return ModelOutput(self.linear(pooled), features, pooled)
+
+    def classify(self, features):
+        """g(features): global average pool, then the linear layer; float32 logits."""
+        return self.linear(global_average_pool(features))
+
+    def linear(self, pooled):
+        return self.classifier(pooled).astype(jnp.float32)
+
+    def backbone(self, images, train: bool):
+        raise NotImplementedError

@@ -1,0 +1,65 @@
+"""CIFAR ResNets (He et al. 2016) in RepDistiller's layout: resnet8 ... resnet110, resnet8x4, resnet32x4.
+
+Post-activation BasicBlocks, depth 6n+2, a 3×3 stem, three stages of strides 1/2/2; the
+classifier pools the last stage's output (after its ReLU).
+"""
+from functools import partial
+from typing import Any
+
+import jax.numpy as jnp
+import flax.linen as nn
+
+from ijckd_jax.models.base import ImageClassifier
+from ijckd_jax.models.layers import BatchNorm, conv
+
+
+class BasicBlock(nn.Module):
+    """conv3×3-BN-ReLU-conv3×3-BN, plus the identity or a 1×1 conv-BN shortcut, then ReLU."""
+    planes: int
+    stride: int = 1
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        norm = partial(BatchNorm, dtype=self.dtype)
+        out = conv(self.planes, 3, self.stride, 1, dtype=self.dtype, name='conv1')(x)
+        out = nn.relu(norm(name='bn1')(out, train))
+        out = conv(self.planes, 3, 1, 1, dtype=self.dtype, name='conv2')(out)
+        out = norm(name='bn2')(out, train)
+        if self.stride != 1 or x.shape[-1] != self.planes:
+            x = conv(self.planes, 1, self.stride, dtype=self.dtype, name='downsample.0')(x)
+            x = norm(name='downsample.1')(x, train)
+        return nn.relu(out + x)
+
+
+class CifarResNet(ImageClassifier):
+    depth: int = 20
+    widths: tuple = (16, 16, 32, 64)
+
+    def backbone(self, images, train):
+        blocks_per_stage = (self.depth - 2) // 6
+        x = conv(self.widths[0], 3, 1, 1, dtype=self.dtype, name='conv1')(images)
+        x = nn.relu(BatchNorm(dtype=self.dtype, name='bn1')(x, train))
+        for stage, (planes, stride) in enumerate(zip(self.widths[1:], (1, 2, 2)), start=1):
+            for index in range(blocks_per_stage):
+                x = BasicBlock(planes, stride if index == 0 else 1, self.dtype,
+                               name=f'layer{stage}.{index}')(x, train)
+        return x
+
+
+def cifar_resnet(depth, widths=(16, 16, 32, 64)):
+    return partial(CifarResNet, depth=depth, widths=widths)
+
+
+WIDE = (32, 64, 128, 256)
+MODELS = {
+    'resnet8': cifar_resnet(8),
+    'resnet14': cifar_resnet(14),
+    'resnet20': cifar_resnet(20),
+    'resnet32': cifar_resnet(32),
+    'resnet44': cifar_resnet(44),
+    'resnet56': cifar_resnet(56),
+    'resnet110': cifar_resnet(110),
+    'resnet8x4': cifar_resnet(8, WIDE),
+    'resnet32x4': cifar_resnet(32, WIDE),
+}

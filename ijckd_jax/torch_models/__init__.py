@@ -1,0 +1,23 @@
+"""PyTorch definitions of the zoo, with the original projects' module names and forward passes.
+
+They are the independent reference the Flax models are checked against (tests/) and what
+`convert_torch_weights.py --verify` runs; only this package and the converter import torch.
+Every model's `forward(images)` returns the logits exactly as the original project computes
+them, and `feature_map(images)` returns the map that its classifier pools.
+"""
+from ijckd_jax.models import check_model_name
+from ijckd_jax.torch_models import (mobilenet_v1, mobilenet_v2, resnet_cifar,
+                                    resnet_cifar_bottleneck, resnet_imagenet, shufflenet_v1,
+                                    shufflenet_v2, vgg, wrn)
+
+TORCH_MODELS = {
+    **resnet_cifar.MODELS, **wrn.MODELS, **vgg.MODELS, **resnet_cifar_bottleneck.MODELS,
+    **mobilenet_v2.MODELS, **shufflenet_v1.MODELS, **shufflenet_v2.MODELS,
+    **resnet_imagenet.MODELS, **mobilenet_v1.MODELS,
+}
+
+
+def create_torch_model(name: str, num_classes: int = 100):
+    """The PyTorch module for `name`, in eval mode."""
+    check_model_name(name)
+    return TORCH_MODELS[name](num_classes=num_classes).eval()

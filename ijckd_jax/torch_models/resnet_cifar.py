@@ -1,0 +1,62 @@
+"""CIFAR ResNets as RepDistiller defines them (models/resnet.py), for reference."""
+from functools import partial
+
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, inplanes, planes, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = None
+        if stride != 1 or inplanes != planes:
+            self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride, bias=False),
+                                            nn.BatchNorm2d(planes))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        residual = x if self.downsample is None else self.downsample(x)
+        return F.relu(out + residual)
+
+
+class ResNet(nn.Module):
+    def __init__(self, depth, widths, num_classes=100):
+        super().__init__()
+        blocks = (depth - 2) // 6
+        self.conv1 = nn.Conv2d(3, widths[0], 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        inplanes = widths[0]
+        for stage, (planes, stride) in enumerate(zip(widths[1:], (1, 2, 2)), start=1):
+            layers = [BasicBlock(inplanes, planes, stride)]
+            layers += [BasicBlock(planes, planes) for _ in range(1, blocks)]
+            setattr(self, f'layer{stage}', nn.Sequential(*layers))
+            inplanes = planes
+        self.avgpool = nn.AvgPool2d(8)
+        self.fc = nn.Linear(widths[3], num_classes)
+
+    def feature_map(self, x):
+        x = F.relu(self.bn1(self.conv1(x)))
+        return self.layer3(self.layer2(self.layer1(x)))
+
+    def forward(self, x):
+        return self.fc(self.avgpool(self.feature_map(x)).flatten(1))
+
+
+WIDE = (32, 64, 128, 256)
+NARROW = (16, 16, 32, 64)
+MODELS = {
+    'resnet8': partial(ResNet, 8, NARROW),
+    'resnet14': partial(ResNet, 14, NARROW),
+    'resnet20': partial(ResNet, 20, NARROW),
+    'resnet32': partial(ResNet, 32, NARROW),
+    'resnet44': partial(ResNet, 44, NARROW),
+    'resnet56': partial(ResNet, 56, NARROW),
+    'resnet110': partial(ResNet, 110, NARROW),
+    'resnet8x4': partial(ResNet, 8, WIDE),
+    'resnet32x4': partial(ResNet, 32, WIDE),
+}

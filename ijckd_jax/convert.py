@@ -65,9 +65,9 @@ def abstract_variables(model_name, num_classes):
     return jax.eval_shape(model.init, jax.random.key(0), images)
 
 
-def expected_entries(model_name, num_classes) -> Dict[str, TorchEntry]:
-    """Every state-dict key the model needs, with its PyTorch shape."""
-    flat = traverse_util.flatten_dict(abstract_variables(model_name, num_classes))
+def expected_entries(variables) -> Dict[str, TorchEntry]:
+    """Every state-dict key that Flax variables (or their shapes) need, with its PyTorch shape."""
+    flat = traverse_util.flatten_dict(variables)
     return {torch_key(path): TorchEntry(path, to_torch_shape(leaf.shape))
             for path, leaf in flat.items()}
 
@@ -111,13 +111,17 @@ def read_torch_checkpoint(path, allow_pickle=False) -> Dict[str, np.ndarray]:
 
 
 def infer_model_name(path) -> str:
-    """The architecture from a RepDistiller teacher path: <model>_vanilla/ckpt_epoch_240.pth."""
+    """The architecture named in the folder (RepDistiller's <model>_vanilla/ckpt_epoch_240.pth)
+    or else in the file name (cifar100_resnet56-f2eff4c8.pt); the longest name that matches."""
     folder = os.path.basename(os.path.dirname(os.path.abspath(path)))
-    candidates = [name for name in MODELS if folder == name or folder.startswith(name + '_')]
-    if not candidates:
-        raise ConversionError(f"Cannot infer the architecture from the folder name '{folder}'; "
-                              f"pass --arch, one of: {', '.join(MODELS)}.")
-    return max(candidates, key=len)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    for text in (folder, stem):
+        found = [name for name in MODELS
+                 if re.search(rf'(^|[^A-Za-z0-9]){re.escape(name)}($|[^A-Za-z0-9])', text)]
+        if found:
+            return max(found, key=len)
+    raise ConversionError(f"Cannot infer the architecture from '{folder}/{stem}'; pass --arch, "
+                          f"one of: {', '.join(MODELS)}.")
 
 
 def infer_num_classes(state_dict, model_name) -> int:
@@ -130,44 +134,54 @@ def infer_num_classes(state_dict, model_name) -> int:
     return int(bias.shape[0])
 
 
-def describe_mismatches(state_dict, expected, model_name) -> str:
+def natural_order(key):
+    """Sorts 'layer1.2' before 'layer1.10', as the modules come in the network."""
+    return [(0, int(part), '') if part.isdigit() else (1, 0, part) for part in key.split('.')]
+
+
+def describe_mismatches(state_dict, expected, description) -> str:
     """Every missing key, unexpected key and shape mismatch, by name and shape; '' when none."""
     present = {key for key in state_dict if not key.endswith(IGNORED_SUFFIX)}
-    missing = [key for key in expected if key not in present]
-    unexpected = sorted(present - expected.keys())
+    missing = sorted((key for key in expected if key not in present), key=natural_order)
+    unexpected = sorted(present - expected.keys(), key=natural_order)
     wrong_shape = [key for key in expected if key in present
                    and tuple(state_dict[key].shape) != expected[key].torch_shape]
     lines = []
     if missing:
-        lines.append(f'{len(missing)} missing keys (the {model_name} model needs them):')
+        lines.append(f'{len(missing)} missing keys (needed by {description}):')
         lines += [f'  {key} {list(expected[key].torch_shape)}' for key in missing]
     if unexpected:
-        lines.append(f'{len(unexpected)} unexpected keys (the {model_name} model has no such entry):')
+        lines.append(f'{len(unexpected)} unexpected keys (not in {description}):')
         lines += [f'  {key} {list(state_dict[key].shape)}' for key in unexpected]
     if wrong_shape:
-        lines.append(f'{len(wrong_shape)} shape mismatches (checkpoint vs {model_name}):')
+        lines.append(f'{len(wrong_shape)} shape mismatches (checkpoint vs {description}):')
         lines += [f'  {key} {list(state_dict[key].shape)} vs {list(expected[key].torch_shape)}'
                   for key in wrong_shape]
     return '\n'.join(lines)
 
 
-def convert_state_dict(state_dict, model_name, num_classes=None):
-    """Flax variables {'params', 'batch_stats'} for `model_name` from a PyTorch state dict.
+def state_dict_to_variables(state_dict, variables, description):
+    """Flax variables shaped like `variables` (arrays or shapes) from a PyTorch state dict.
 
     Raises ConversionError listing every mismatch before anything is converted.
     """
-    check_model_name(model_name)
-    if num_classes is None:
-        num_classes = infer_num_classes(state_dict, model_name)
-    expected = expected_entries(model_name, num_classes)
-    problems = describe_mismatches(state_dict, expected, model_name)
+    expected = expected_entries(variables)
+    problems = describe_mismatches(state_dict, expected, description)
     if problems:
-        raise ConversionError(f'The checkpoint does not match {model_name} with {num_classes} '
-                              f'classes.\n{problems}')
+        raise ConversionError(f'The checkpoint does not match {description}.\n{problems}')
     # Copies, so that the variables never alias the caller's (possibly torch-shared) memory.
     flat = {entry.flax_path: np.ascontiguousarray(to_flax_array(np.array(state_dict[key], np.float32)))
             for key, entry in expected.items()}
     return traverse_util.unflatten_dict(flat)
+
+
+def convert_state_dict(state_dict, model_name, num_classes=None):
+    """Flax variables {'params', 'batch_stats'} for `model_name` from a PyTorch state dict."""
+    check_model_name(model_name)
+    if num_classes is None:
+        num_classes = infer_num_classes(state_dict, model_name)
+    return state_dict_to_variables(state_dict, abstract_variables(model_name, num_classes),
+                                   f'{model_name} with {num_classes} classes')
 
 
 def largest_logit_difference(state_dict, model_name, variables, batch_size=4, seed=0) -> float:

@@ -4,35 +4,16 @@ Post-activation BasicBlocks, depth 6n+2, a 3×3 stem, three stages of strides 1/
 classifier pools the last stage's output (after its ReLU).
 """
 from functools import partial
-from typing import Any
 
-import jax.numpy as jnp
 import flax.linen as nn
 
 from ijckd_jax.models.base import ImageClassifier
 from ijckd_jax.models.layers import BatchNorm, conv
-
-
-class BasicBlock(nn.Module):
-    """conv3×3-BN-ReLU-conv3×3-BN, plus the identity or a 1×1 conv-BN shortcut, then ReLU."""
-    planes: int
-    stride: int = 1
-    dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, x, train: bool):
-        norm = partial(BatchNorm, dtype=self.dtype)
-        out = conv(self.planes, 3, self.stride, 1, dtype=self.dtype, name='conv1')(x)
-        out = nn.relu(norm(name='bn1')(out, train))
-        out = conv(self.planes, 3, 1, 1, dtype=self.dtype, name='conv2')(out)
-        out = norm(name='bn2')(out, train)
-        if self.stride != 1 or x.shape[-1] != self.planes:
-            x = conv(self.planes, 1, self.stride, dtype=self.dtype, name='downsample.0')(x)
-            x = norm(name='downsample.1')(x, train)
-        return nn.relu(out + x)
+from ijckd_jax.models.resnet_blocks import BasicBlock
 
 
 class CifarResNet(ImageClassifier):
+    """ResNet-depth for CIFAR: `widths` are the stem's and the three stages' channels."""
     depth: int = 20
     widths: tuple = (16, 16, 32, 64)
 

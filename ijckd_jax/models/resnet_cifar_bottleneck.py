@@ -1,0 +1,31 @@
+"""RepDistiller's CIFAR ResNet50 (models/resnetv2.py): bottleneck blocks after a 3×3 stem.
+
+Stages of 3/4/6/3 Bottlenecks with 64/128/256/512 planes (×4 out) and strides 1/2/2/2;
+the classifier, 'linear', pools the last stage's output (after its ReLU).
+"""
+from functools import partial
+from typing import ClassVar
+
+import flax.linen as nn
+
+from ijckd_jax.models.base import ImageClassifier
+from ijckd_jax.models.layers import BatchNorm, conv
+from ijckd_jax.models.resnet_blocks import Bottleneck
+
+class BottleneckResNet(ImageClassifier):
+    """A CIFAR ResNet of Bottleneck stages; `blocks` gives each stage's length."""
+    blocks: tuple = (3, 4, 6, 3)
+    classifier_name: ClassVar[str] = 'linear'
+
+    def backbone(self, images, train):
+        x = conv(64, 3, 1, 1, dtype=self.dtype, name='conv1')(images)
+        x = nn.relu(BatchNorm(dtype=self.dtype, name='bn1')(x, train))
+        stages = zip(self.blocks, (64, 128, 256, 512), (1, 2, 2, 2))
+        for stage, (blocks, planes, stride) in enumerate(stages, start=1):
+            for index in range(blocks):
+                x = Bottleneck(planes, stride if index == 0 else 1, self.dtype, 'shortcut',
+                               name=f'layer{stage}.{index}')(x, train)
+        return x
+
+
+MODELS = {'ResNet50': partial(BottleneckResNet, blocks=(3, 4, 6, 3))}

@@ -1,0 +1,63 @@
+"""ShuffleNetV1 (Zhang et al. 2018) in RepDistiller's CIFAR layout: 'ShuffleV1', 3 groups.
+
+A 1×1 stem to 24 channels and three stages of shuffle bottlenecks; each stage opens with a
+stride-2 block that concatenates an average-pooled shortcut. The classifier pools the last
+stage's output (after its ReLU).
+"""
+from functools import partial
+from typing import Any
+
+import jax.numpy as jnp
+import flax.linen as nn
+
+from ijckd_jax.models.base import ImageClassifier
+from ijckd_jax.models.layers import BatchNorm, channel_shuffle, conv
+
+
+class Bottleneck(nn.Module):
+    """Grouped 1×1-BN-ReLU, shuffle, depthwise 3×3-BN-ReLU, grouped 1×1-BN, shortcut, ReLU."""
+    features: int
+    stride: int
+    groups: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        norm = partial(BatchNorm, dtype=self.dtype)
+        middle = self.features // 4
+        # The stem's 24 channels are not split into groups.
+        first_groups = 1 if x.shape[-1] == 24 else self.groups
+        out = conv(middle, 1, groups=first_groups, dtype=self.dtype, name='conv1')(x)
+        out = nn.relu(norm(name='bn1')(out, train))
+        out = channel_shuffle(out, first_groups)
+        out = conv(middle, 3, self.stride, 1, groups=middle, dtype=self.dtype, name='conv2')(out)
+        out = nn.relu(norm(name='bn2')(out, train))
+        out = conv(self.features, 1, groups=self.groups, dtype=self.dtype, name='conv3')(out)
+        out = norm(name='bn3')(out, train)
+        if self.stride == 2:
+            # AvgPool2d(3, 2, 1) counts the zero padding, as PyTorch does by default.
+            shortcut = nn.avg_pool(x, (3, 3), (2, 2), ((1, 1), (1, 1)), count_include_pad=True)
+            return nn.relu(jnp.concatenate([out, shortcut], axis=-1))
+        return nn.relu(out + x)
+
+
+class ShuffleNetV1(ImageClassifier):
+    """ShuffleNetV1 for 32×32 inputs."""
+    widths: tuple = (240, 480, 960)
+    blocks_per_stage: tuple = (4, 8, 4)
+    groups: int = 3
+    classifier_name = 'linear'
+
+    def backbone(self, images, train):
+        x = conv(24, 1, dtype=self.dtype, name='conv1')(images)
+        x = nn.relu(BatchNorm(dtype=self.dtype, name='bn1')(x, train))
+        for stage, (width, blocks) in enumerate(zip(self.widths, self.blocks_per_stage), start=1):
+            for index in range(blocks):
+                # The strided first block concatenates its pooled input: it adds the rest.
+                features, stride = (width - x.shape[-1], 2) if index == 0 else (width, 1)
+                x = Bottleneck(features, stride, self.groups, self.dtype,
+                               name=f'layer{stage}.{index}')(x, train)
+        return x
+
+
+MODELS = {'ShuffleV1': ShuffleNetV1}

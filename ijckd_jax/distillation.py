@@ -1,0 +1,125 @@
+"""The distillation forward pass: frozen teacher, student, connector and joint classifier.
+
+`forward` computes every array an objective may read (a `DistillationOutputs`). The teacher
+always runs in eval mode behind stop_gradient, so no gradient ever reaches its variables,
+its classifier included (paper §3: the frozen teacher classifier is the ideal joint classifier).
+"""
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import flax.linen as nn
+
+from ijckd_jax.connectors import Connector, average_pool_to, check_connector_name
+from ijckd_jax.models import ImageClassifier, create_model
+from ijckd_jax.models.layers import global_average_pool, torch_linear_init
+from ijckd_jax.objectives import DistillationOutputs, get_objective
+
+
+class Distiller(NamedTuple):
+    """The modules of one distillation setting; absent parts are None."""
+    student: ImageClassifier
+    teacher: Optional[ImageClassifier] = None
+    connector: Optional[Connector] = None
+    joint_classifier: Optional[nn.Dense] = None
+
+
+def feature_shape(model: ImageClassifier, image_size: int):
+    """[height, width, channels] of the map the model's classifier pools."""
+    images = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
+    output, _ = jax.eval_shape(model.init_with_output, jax.random.key(0), images)
+    return output.features.shape[1:]
+
+
+def build_distiller(objective_name, student_name, teacher_name=None, num_classes=100,
+                    connector='1x1', connector_factor=2, image_size=32, dtype=jnp.float32):
+    """The modules the objective needs, with the connector sized to the teacher's features."""
+    objective = get_objective(objective_name)
+    student = create_model(student_name, num_classes, dtype)
+    if not objective.uses_teacher:
+        return Distiller(student)
+    if teacher_name is None:
+        raise ValueError(f"Objective '{objective_name}' needs a teacher; set the teacher's model.")
+    teacher = create_model(teacher_name, num_classes, dtype)
+    if not objective.uses_connector:
+        return Distiller(student, teacher)
+    check_connector_name(connector)
+    teacher_channels = feature_shape(teacher, image_size)[-1]
+    joint_classifier = None
+    if objective.evaluation_classifier == 'joint':
+        joint_classifier = nn.Dense(num_classes, dtype=dtype, param_dtype=jnp.float32,
+                                    kernel_init=torch_linear_init)
+    return Distiller(student, teacher, Connector(connector, teacher_channels, connector_factor, dtype),
+                     joint_classifier)
+
+
+def common_size(student_features, teacher_features):
+    """The smaller of the two maps' sizes: SimKD pools the larger map down to it."""
+    return min(student_features.shape[1], teacher_features.shape[1])
+
+
+def init_trainable(distiller: Distiller, key, images):
+    """Fresh variables of everything that trains: {'student', 'connector', 'joint_classifier'}."""
+    student_key, connector_key, joint_key = jax.random.split(key, 3)
+    variables = {'student': distiller.student.init(student_key, images)}
+    if distiller.connector is None:
+        return variables
+    student_features = distiller.student.apply(variables['student'], images).features
+    teacher_features = jax.eval_shape(distiller.teacher.init_with_output, jax.random.key(0),
+                                      images)[0].features
+    size = common_size(student_features, teacher_features)
+    variables['connector'] = distiller.connector.init(
+        connector_key, average_pool_to(student_features, size), train=False)
+    if distiller.joint_classifier is not None:
+        pooled = jnp.zeros((1, distiller.connector.teacher_channels), jnp.float32)
+        variables['joint_classifier'] = distiller.joint_classifier.init(joint_key, pooled)
+    return variables
+
+
+def apply_tracking_statistics(module, variables, inputs, train):
+    """module(inputs), and its variables with BatchNorm statistics updated when training."""
+    if not train:
+        return module.apply(variables, inputs, train=False), variables
+    output, updates = module.apply(variables, inputs, train=True, mutable=['batch_stats'])
+    return output, {**variables, **updates}
+
+
+def forward(distiller: Distiller, variables, teacher_variables, images, train: bool):
+    """All arrays the objectives read, and the trainable variables with updated statistics."""
+    student_output, student_variables = apply_tracking_statistics(
+        distiller.student, variables['student'], images, train)
+    updated = {**variables, 'student': student_variables}
+    if distiller.teacher is None:
+        return DistillationOutputs(student_logits=student_output.logits), updated
+
+    teacher_variables = jax.lax.stop_gradient(teacher_variables)
+    teacher = distiller.teacher
+    teacher_output = teacher.apply(teacher_variables, images, train=False)
+    outputs = {
+        'student_logits': student_output.logits,
+        'teacher_logits': teacher_output.logits,
+        'student_classifier_weight': student_variables['params'][distiller.student.classifier_name]['kernel'],
+        'teacher_classifier_weight': teacher_variables['params'][teacher.classifier_name]['kernel'],
+    }
+    if distiller.connector is not None:
+        size = common_size(student_output.features, teacher_output.features)
+        teacher_features = average_pool_to(teacher_output.features, size)
+        student_features, updated['connector'] = apply_tracking_statistics(
+            distiller.connector, variables['connector'],
+            average_pool_to(student_output.features, size), train)
+        outputs.update(student_features=student_features, teacher_features=teacher_features,
+                       teacher_classifier_logits=teacher.apply(teacher_variables, student_features,
+                                                               method='classify'))
+        if distiller.joint_classifier is not None:
+            joint = lambda features: distiller.joint_classifier.apply(  # noqa: E731
+                variables['joint_classifier'], global_average_pool(features)).astype(jnp.float32)
+            outputs.update(joint_student_logits=joint(student_features),
+                           joint_teacher_logits=joint(teacher_features))
+    return DistillationOutputs(**outputs), updated
+
+
+def evaluation_logits(outputs: DistillationOutputs, objective_name: str):
+    """The logits of the classifier that predicts at test time for this objective."""
+    field = {'student': 'student_logits', 'teacher': 'teacher_classifier_logits',
+             'joint': 'joint_student_logits'}[get_objective(objective_name).evaluation_classifier]
+    return getattr(outputs, field)

@@ -25,6 +25,12 @@ class FrozenModel(NamedTuple):
     variables: Any  # {'params': ..., 'batch_stats': ...}
 
 
+def this_process_alone():
+    """Orbax options for I/O that one process does by itself, also in a multi-host run."""
+    index = jax.process_index()
+    return ocp.options.MultiprocessingOptions(primary_host=index, active_processes={index})
+
+
 def save_frozen_model(directory, frozen: FrozenModel, source: str = '') -> None:
     """Writes `frozen` to `directory`, which must not exist yet."""
     directory = os.path.abspath(directory)
@@ -34,8 +40,8 @@ def save_frozen_model(directory, frozen: FrozenModel, source: str = '') -> None:
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f'.{os.path.basename(directory)}.', dir=parent)
     try:
-        with ocp.StandardCheckpointer() as checkpointer:
-            checkpointer.save(os.path.join(staging, VARIABLES), frozen.variables)
+        with ocp.StandardCheckpointer(multiprocessing_options=this_process_alone()) as checkpointer:
+            checkpointer.save(os.path.join(staging, VARIABLES), jax.tree.map(np.asarray, frozen.variables))
         metadata = {'model': frozen.model_name, 'num_classes': frozen.num_classes, 'source': source}
         with open(os.path.join(staging, METADATA), 'w') as file:
             json.dump(metadata, file, indent=2)
@@ -55,7 +61,7 @@ def load_frozen_model(directory) -> FrozenModel:
     with open(metadata_path) as file:
         metadata = json.load(file)
     check_model_name(metadata['model'])
-    with ocp.StandardCheckpointer() as checkpointer:
+    with ocp.StandardCheckpointer(multiprocessing_options=this_process_alone()) as checkpointer:
         variables = checkpointer.restore(os.path.abspath(os.path.join(directory, VARIABLES)))
     variables = jax.tree.map(np.asarray, variables)
     return FrozenModel(metadata['model'], int(metadata['num_classes']), variables)

@@ -1,0 +1,62 @@
+"""One process of the two-process test in test_train.py, and the steps both sides run.
+
+Run as: python multiprocess_worker.py PROCESS_ID PORT TEACHER_DIR OUTPUT.npz
+"""
+import os
+import sys
+
+PROCESSES, DEVICES_PER_PROCESS, STEPS = 2, 2, 3
+
+
+def distributed_config(teacher_directory):
+    """A small IJCKD run: resnet8 teacher, wrn_16_1 student, 8 images per step."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs'))
+    import cifar_ijckd
+
+    config = cifar_ijckd.get_config('resnet8-wrn_16_1')
+    config.teacher.checkpoint = teacher_directory
+    config.global_batch_size, config.eval_batch_size = 8, 8
+    return config
+
+
+def run_steps(config, mesh, batches, teacher_variables):
+    """The parameters after one train step per (images, labels) batch, and each step's loss."""
+    import jax
+    import numpy as np
+    from ijckd_jax.train import create_experiment
+
+    experiment = create_experiment(config, mesh, 100, teacher_variables)
+    state, losses = experiment.state, []
+    for images, labels in batches:
+        state, metrics = experiment.train_step(state, experiment.teacher_variables,
+                                               *mesh.shard(images, labels))
+        losses.append(metrics['loss'])
+    # Replicated arrays: this process's first copy is the whole value.
+    local = lambda array: np.asarray(array.addressable_data(0))  # noqa: E731
+    return jax.tree.map(local, state.params), [float(local(loss)) for loss in losses]
+
+
+def main(process_id, port, teacher_directory, output):
+    os.environ['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={DEVICES_PER_PROCESS}'
+    import jax
+    import numpy as np
+    import tensorflow_datasets as tfds
+    from flax import traverse_util
+
+    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+    jax.distributed.initialize(f'127.0.0.1:{port}', PROCESSES, int(process_id))
+    from ijckd_jax.data import Pipeline
+    from ijckd_jax.train import Mesh, load_teacher
+
+    config = distributed_config(teacher_directory)
+    with tfds.testing.mock_data(num_examples=32):
+        pipeline = Pipeline(config, jax.process_index(), jax.process_count())
+        batches = list(pipeline.train_epoch(0))[:STEPS]
+    params, losses = run_steps(config, Mesh(), batches, load_teacher(config))
+    if jax.process_index() == 0:
+        np.savez(output, losses=np.asarray(losses), **traverse_util.flatten_dict(params, sep='/'))
+    jax.distributed.shutdown()
+
+
+if __name__ == '__main__':
+    main(*sys.argv[1:])

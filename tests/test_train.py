@@ -1,0 +1,189 @@
+"""The training system end to end on mocked CIFAR-100, offline on four CPU devices."""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import pytest
+import tensorflow_datasets as tfds
+import torch
+from flax import traverse_util
+
+from ijckd_jax.config import distillation_config, validate_config
+from ijckd_jax.data import Pipeline
+from ijckd_jax.frozen_model import load_frozen_model
+from ijckd_jax.objectives import OBJECTIVES
+from ijckd_jax.train import Mesh, create_optimizer, load_teacher, train_and_evaluate
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPOSITORY, 'configs'))
+import cifar_ijckd  # noqa: E402
+import cifar_teacher  # noqa: E402
+from multiprocess_worker import DEVICES_PER_PROCESS, PROCESSES, STEPS, distributed_config, run_steps  # noqa: E402
+
+EXAMPLES = 32  # per mocked split
+ENVIRONMENT = {**os.environ, 'PYTHONPATH': REPOSITORY}
+
+
+def shrink(config, **fields):
+    """A run of 2 epochs of 2 steps of 8 images."""
+    config.update({**dict(num_epochs=2, steps_per_epoch=2, global_batch_size=8, eval_batch_size=8,
+                          log_every_steps=1), **fields})
+    return config
+
+
+def run_main(arguments, tmp_path):
+    """python main.py ARGUMENTS under tfds.testing.mock_data, as a user runs it."""
+    script = ('import runpy, sys, tensorflow_datasets as tfds\n'
+              f'sys.argv = ["main.py"] + {arguments!r}\n'
+              f'with tfds.testing.mock_data(num_examples={EXAMPLES}):\n'
+              f'    runpy.run_path({os.path.join(REPOSITORY, "main.py")!r}, run_name="__main__")\n')
+    return subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                          cwd=tmp_path, env=ENVIRONMENT, timeout=600)
+
+
+@pytest.fixture(scope='module')
+def teacher(tmp_path_factory):
+    """A resnet8 teacher trained through main.py, and its run directory."""
+    workdir = tmp_path_factory.mktemp('teacher')
+    result = run_main(['--config', os.path.join(REPOSITORY, 'configs/cifar_teacher.py:resnet8'),
+                       '--workdir', str(workdir), '--config.num_epochs=2', '--config.steps_per_epoch=2',
+                       '--config.global_batch_size=8', '--config.eval_batch_size=8',
+                       '--config.log_every_steps=1'], workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir, result.stderr
+
+
+def test_teacher_training_through_main_writes_everything(teacher):
+    workdir, log = teacher
+    summary = json.loads((workdir / 'summary.json').read_text())
+    history = json.loads((workdir / 'history.json').read_text())
+    assert [entry['epoch'] for entry in history] == [0, 1]
+    assert summary['last_top1'] == history[-1]['top1'] and summary['epochs'] == 2
+    assert summary['best_top1'] == max(entry['top1'] for entry in history)
+    assert sorted(os.listdir(workdir / 'checkpoints')) == ['2', '4']
+    assert any(name.startswith('events.out.tfevents') for name in os.listdir(workdir))
+    assert 'step 4/4' in log and 'images/s' in log and 'ETA' in log
+    assert 'Total: 83,892' in log  # the parameter overview of resnet8
+    assert load_frozen_model(workdir / 'export').model_name == 'resnet8'
+
+
+@pytest.mark.parametrize('objective', [name for name in OBJECTIVES if name != 'ce'])
+def test_each_objective_trains_end_to_end(objective, teacher, tmp_path):
+    config = shrink(distillation_config(objective, 'resnet8-wrn_16_1'))
+    config.teacher.checkpoint = str(teacher[0] / 'export')
+    with tfds.testing.mock_data(num_examples=EXAMPLES):
+        summary = train_and_evaluate(config, str(tmp_path))
+    teacher_summary = json.loads((teacher[0] / 'summary.json').read_text())
+    assert summary['teacher_top1'] == pytest.approx(teacher_summary['last_top1'])
+    assert summary['objective'] == objective and summary['epochs'] == 2
+    assert 0 <= summary['last_top1'] <= 100 and 0 <= summary['last_top5'] <= 100
+    assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['2', '4']
+    assert not (tmp_path / 'export').exists()
+    # The teacher is never written into the student's checkpoints.
+    parts = set(final_state(tmp_path)['params'])
+    assert parts == {'student', 'connector', 'joint_classifier'} if objective == 'ijckd_joint' else \
+        parts == ({'student', 'connector'} if OBJECTIVES[objective].uses_connector else {'student'})
+
+
+def test_sgd_matches_torch_sgd_with_nesterov_weight_decay_and_multistep():
+    config = cifar_teacher.get_config('resnet8').optimizer
+    config.decay_epochs = (1, 2)
+    optimizer = create_optimizer(config, steps_per_epoch=2)
+    rng = np.random.default_rng(0)
+    params = {'w': rng.standard_normal((3, 4)).astype(np.float32)}
+    torch_parameter = torch.nn.Parameter(torch.from_numpy(params['w'].copy()))
+    torch_optimizer = torch.optim.SGD([torch_parameter], lr=0.05, momentum=0.9, nesterov=True,
+                                      weight_decay=5e-4)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(torch_optimizer, [1, 2], 0.1)
+    state = optimizer.init(params)
+    for step in range(6):
+        gradient = rng.standard_normal((3, 4)).astype(np.float32)
+        updates, state = optimizer.update({'w': gradient}, state, params)
+        params = optax.apply_updates(params, updates)
+        torch_parameter.grad = torch.from_numpy(gradient.copy())
+        torch_optimizer.step()
+        if step % 2 == 1:  # an epoch of 2 steps ends
+            scheduler.step()
+        np.testing.assert_allclose(params['w'], torch_parameter.detach().numpy(), rtol=1e-6, atol=1e-7)
+
+
+@pytest.fixture
+def optimized_compiles():
+    """XLA's full optimizations for this test: with most of them disabled, CPU gradients of
+    sharded convolutions drift by ~3e-5 from the unsharded ones (1e-8 when optimized)."""
+    jax.config.update('jax_disable_most_optimizations', False)
+    yield
+    jax.config.update('jax_disable_most_optimizations', True)
+
+
+def test_four_devices_give_the_same_step_as_one(teacher, optimized_compiles):
+    config = distributed_config(str(teacher[0] / 'export'))
+    with tfds.testing.mock_data(num_examples=EXAMPLES):
+        batch = next(iter(Pipeline(config, 0, 1).train_epoch(0)))
+    teacher_variables = load_teacher(config)
+    one, one_losses = run_steps(config, Mesh(jax.devices()[:1]), [batch], teacher_variables)
+    four, four_losses = run_steps(config, Mesh(jax.devices()[:4]), [batch], teacher_variables)
+    assert len(jax.devices()) == 4
+    np.testing.assert_allclose(four_losses, one_losses, rtol=1e-5)
+    for path, value in traverse_util.flatten_dict(one, sep='/').items():
+        np.testing.assert_allclose(traverse_util.flatten_dict(four, sep='/')[path], value,
+                                   rtol=1e-5, atol=1e-5, err_msg=path)
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        return probe.getsockname()[1]
+
+
+def test_two_processes_match_one_process_with_four_devices(teacher, tmp_path, optimized_compiles):
+    teacher_directory = str(teacher[0] / 'export')
+    port, output = free_port(), tmp_path / 'params.npz'
+    workers = [subprocess.Popen([sys.executable, os.path.join(REPOSITORY, 'tests', 'multiprocess_worker.py'),
+                                 str(index), str(port), teacher_directory, str(output)],
+                                env=ENVIRONMENT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for index in range(PROCESSES)]
+    logs = [worker.communicate(timeout=600)[0] for worker in workers]
+    assert all(worker.returncode == 0 for worker in workers), logs[0][-3000:] + logs[1][-3000:]
+
+    # One process, four devices, fed the global batches the two processes assembled: each
+    # process's part of every batch, in process order.
+    config = distributed_config(teacher_directory)
+    with tfds.testing.mock_data(num_examples=EXAMPLES):
+        parts = [list(Pipeline(config, index, PROCESSES).train_epoch(0))[:STEPS]
+                 for index in range(PROCESSES)]
+    batches = [tuple(np.concatenate(arrays) for arrays in zip(*step)) for step in zip(*parts)]
+    assert len(jax.devices()) == PROCESSES * DEVICES_PER_PROCESS
+    expected, expected_losses = run_steps(config, Mesh(), batches, load_teacher(config))
+    distributed = dict(np.load(output))
+    np.testing.assert_allclose(distributed.pop('losses'), expected_losses, rtol=1e-5)
+    for path, value in traverse_util.flatten_dict(expected, sep='/').items():
+        np.testing.assert_allclose(distributed[path], value, rtol=1e-5, atol=1e-5, err_msg=path)
+
+
+def final_state(workdir):
+    checkpoints = ocp.CheckpointManager(os.path.abspath(workdir / 'checkpoints'))
+    return checkpoints.restore(checkpoints.latest_step(), args=ocp.args.StandardRestore())
+
+
+def test_a_resumed_run_ends_as_an_uninterrupted_one(teacher, tmp_path):
+    def config(epochs):
+        result = shrink(cifar_ijckd.get_config('resnet8-wrn_16_1'), num_epochs=epochs)
+        result.teacher.checkpoint = str(teacher[0] / 'export')
+        return result
+
+    with tfds.testing.mock_data(num_examples=EXAMPLES):
+        uninterrupted = train_and_evaluate(config(3), str(tmp_path / 'whole'))
+        train_and_evaluate(config(1), str(tmp_path / 'parts'))  # stopped after 2 steps
+        resumed = train_and_evaluate(config(3), str(tmp_path / 'parts'))
+    assert resumed == uninterrupted
+    whole, parts = final_state(tmp_path / 'whole'), final_state(tmp_path / 'parts')
+    jax.tree.map(np.testing.assert_array_equal, whole, parts)
+    assert json.loads((tmp_path / 'whole' / 'history.json').read_text()) == \
+        json.loads((tmp_path / 'parts' / 'history.json').read_text())

@@ -37,7 +37,12 @@ def base_config(data=CIFAR100):
     config.dtype = 'float32'     # or 'bfloat16': bfloat16 compute, float32 parameters
     config.log_every_steps = 100
     config.checkpoints_to_keep = 3
-    config.distributed = False   # True: jax.distributed.initialize() for multi-host runs
+    # Multi-host: True calls jax.distributed.initialize(), which detects SLURM, Open MPI and
+    # cloud TPU clusters; elsewhere also set the coordinator, the process count and the index.
+    config.distributed = False
+    config.coordinator_address = ''  # host:port of process 0
+    config.num_processes = 0
+    config.process_id = -1
     return config
 
 
@@ -112,3 +117,21 @@ TABLE1_PAIRS = (
 TABLE2_CONNECTOR_VARIANTS = tuple(f'{pair},connector={connector}'
                                   for pair in ('resnet32x4-resnet8x4', 'wrn_40_2-wrn_40_1')
                                   for connector in ('1x1', '1x1-1x1', '1x1-3x3-1x1'))
+
+
+def describe_unknown_fields(config, paths):
+    """For each dotted path that `config` lacks, the group it fails in and that group's fields."""
+    problems = []
+    for path in paths:
+        node, walked = config, ['config']
+        for name in path.split('.'):
+            if not isinstance(node, ml_collections.ConfigDict):
+                problems.append(f"--config.{path}: {'.'.join(walked)} is a value, not a group.")
+                break
+            if name not in node:
+                problems.append(f"--config.{path}: {'.'.join(walked)} has no field '{name}'; "
+                                f"its fields: {', '.join(node.keys())}.")
+                break
+            node = node[name]
+            walked.append(name)
+    return ' '.join(problems)

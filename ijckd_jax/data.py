@@ -35,16 +35,17 @@ def how_to_get(name, data_dir):
 
 
 def tfds_split(data, split, process_index, process_count, **load_arguments):
-    """This process's part of a tfds split as a tf.data.Dataset, or DataUnavailable."""
+    """This process's part of a tfds split as a tf.data.Dataset of (image, label)."""
     import tensorflow_datasets as tfds
 
     part = tfds.split_for_jax_process(split, process_index=process_index,
                                       process_count=process_count)
     try:
-        return tfds.load(data.dataset, split=part, data_dir=data.data_dir or None,
-                         download=data.download, as_supervised=True, **load_arguments)
+        dataset = tfds.load(data.dataset, split=part, data_dir=data.data_dir or None,
+                            download=data.download, **load_arguments)
     except Exception as error:  # tfds raises AssertionError, OSError, network errors, ...
         raise DataUnavailable(how_to_get(data.dataset, data.data_dir)) from error
+    return dataset.map(lambda example: (example['image'], example['label']))
 
 
 def load_in_memory(data, split, process_index, process_count) -> Split:

@@ -236,7 +236,7 @@ def create_experiment(config, mesh, steps_per_epoch, teacher_variables) -> Exper
 def train_and_evaluate(config, workdir):
     """Trains the student of `config`, evaluating every epoch; returns the summary."""
     if config.distributed:
-        jax.distributed.initialize()
+        initialize_distributed(config)
     validate_config(config, jax.device_count())
     objective = get_objective(config.loss.name)
     teacher_variables = load_teacher(config) if objective.uses_teacher else {}
@@ -270,6 +270,14 @@ def train_and_evaluate(config, workdir):
         export_student(state, config, workdir)
     manager.close()
     return summary
+
+
+def initialize_distributed(config):
+    """jax.distributed.initialize with the settings the config gives; the rest auto-detected."""
+    settings = {'coordinator_address': config.coordinator_address or None,
+                'num_processes': config.num_processes or None,
+                'process_id': config.process_id if config.process_id >= 0 else None}
+    jax.distributed.initialize(**{key: value for key, value in settings.items() if value is not None})
 
 
 def restore_or_start(manager, state, config, writer):

@@ -187,3 +187,30 @@ def test_a_resumed_run_ends_as_an_uninterrupted_one(teacher, tmp_path):
     jax.tree.map(np.testing.assert_array_equal, whole, parts)
     assert json.loads((tmp_path / 'whole' / 'history.json').read_text()) == \
         json.loads((tmp_path / 'parts' / 'history.json').read_text())
+
+
+def test_missing_teacher_checkpoint_stops_before_any_work(tmp_path):
+    config = shrink(cifar_ijckd.get_config('resnet8-wrn_16_1'))
+    config.teacher.checkpoint = str(tmp_path / 'absent')
+    with pytest.raises(FileNotFoundError, match='absent does not exist. Convert one with tools/convert_torch_weights.py'):
+        train_and_evaluate(config, str(tmp_path / 'run'))
+    assert not (tmp_path / 'run').exists()
+
+
+def test_teacher_of_another_architecture_is_refused(teacher, tmp_path):
+    config = shrink(cifar_ijckd.get_config('resnet14-wrn_16_1'))
+    config.teacher.checkpoint = str(teacher[0] / 'export')
+    with pytest.raises(ValueError, match='holds resnet8 with 100 classes, but the config asks for resnet14'):
+        train_and_evaluate(config, str(tmp_path / 'run'))
+    assert not (tmp_path / 'run').exists()
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    config = shrink(cifar_teacher.get_config('resnet8'), num_epochs=1)
+    with tfds.testing.mock_data(num_examples=EXAMPLES):
+        train_and_evaluate(config, str(tmp_path))
+        config.num_epochs, config.optimizer.learning_rate = 3, 1e38  # diverges in epoch 3
+        with pytest.raises(FloatingPointError, match='The loss is (nan|inf) at step 5: stopping'):
+            train_and_evaluate(config, str(tmp_path))
+    assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['2', '4']
+    assert int(final_state(tmp_path)['step']) == 4

@@ -1,0 +1,104 @@
+"""Every config variant of the paper builds, and its student, connector and teacher fit together."""
+import glob
+import importlib.util
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from ijckd_jax.config import validate_config
+from ijckd_jax.distillation import build_distiller, forward, init_trainable
+from ijckd_jax.objectives import get_objective
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG_FILES = sorted(glob.glob(os.path.join(REPOSITORY, 'configs', '*.py')))
+
+
+def load(path):
+    specification = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+    module = importlib.util.module_from_spec(specification)
+    specification.loader.exec_module(module)
+    return module
+
+
+VARIANTS = [(os.path.basename(path), variant) for path in CONFIG_FILES
+            for variant in load(path).VARIANTS]
+
+
+def test_the_papers_experiments_are_all_variants():
+    names = {name: [variant for file, variant in VARIANTS if file == name] for name, _ in VARIANTS}
+    assert len(names['cifar_ijckd.py']) == 12 + 6 + 8 + 6  # Tables 1, 2, 3, 4
+    assert len(names['cifar_simkd.py']) == 12 + 6           # Tables 1, 2
+    assert len(names['cifar_srrl.py']) == len(names['cifar_kd.py']) == 12
+    assert len(names['cifar_teacher_classifier.py']) == 4   # Table 6
+    assert len(names['cifar_ijckd_joint.py']) == 2          # Table 7
+    assert names['imagenet_ijckd.py'] == ['resnet34-resnet18', 'resnet50-MobileNetV1']  # Table 5
+
+
+def structure(config):
+    return (config.loss.name, config.student.model, config.teacher.model, config.connector.kind,
+            config.data.image_size)
+
+
+@pytest.fixture(scope='module')
+def checked_structures():
+    return {}
+
+
+@pytest.mark.parametrize('file, variant', VARIANTS)
+def test_variant_builds_and_shapes_agree(file, variant, checked_structures):
+    config = load(os.path.join(REPOSITORY, 'configs', file)).get_config(variant)
+    objective = get_objective(config.loss.name)
+    if objective.uses_teacher:
+        config.teacher.checkpoint = 'teachers/placeholder'
+    validate_config(config, device_count=1)
+    if structure(config) in checked_structures:  # weights differ, shapes cannot
+        return
+    distiller = build_distiller(config.loss.name, config.student.model, config.teacher.model or None,
+                                config.data.num_classes, config.connector.kind, config.connector.factor,
+                                config.data.image_size)
+    images = jax.ShapeDtypeStruct((2, config.data.image_size, config.data.image_size, 3), jnp.float32)
+    variables = jax.eval_shape(lambda x: init_trainable(distiller, jax.random.key(0), x), images)
+    teacher_variables = (jax.eval_shape(distiller.teacher.init, jax.random.key(0), images)
+                         if distiller.teacher else {})
+    outputs, _ = jax.eval_shape(lambda v, t, x: forward(distiller, v, t, x, train=True),
+                                variables, teacher_variables, images)
+    classes = config.data.num_classes
+    assert outputs.student_logits.shape == (2, classes)
+    if objective.uses_connector:
+        assert outputs.student_features.shape == outputs.teacher_features.shape
+        assert outputs.teacher_classifier_logits.shape == (2, classes)
+    if config.loss.name == 'ijckd_distance':
+        assert outputs.student_classifier_weight.shape == outputs.teacher_classifier_weight.shape
+    checked_structures[structure(config)] = True
+
+
+def test_unknown_variant_or_setting_names_the_valid_ones():
+    ijckd = load(os.path.join(REPOSITORY, 'configs', 'cifar_ijckd.py'))
+    with pytest.raises(ValueError, match="Unknown model 'resnet9'.*Valid models: resnet8, "):
+        ijckd.get_config('resnet32x4-resnet9')
+    with pytest.raises(ValueError, match=r"no setting \['alpah_ce'\]; its settings: alpha_ce, alpha_lm"):
+        ijckd.get_config('resnet32x4-resnet8x4,alpah_ce=1')
+    with pytest.raises(ValueError, match="Unknown connector '2x2'; valid connectors: 1x1, 1x1-1x1"):
+        ijckd.get_config('resnet32x4-resnet8x4,connector=2x2')
+
+
+def test_unknown_config_field_on_the_command_line_names_the_valid_fields(tmp_path):
+    result = subprocess.run([sys.executable, os.path.join(REPOSITORY, 'main.py'), '--config',
+                             os.path.join(REPOSITORY, 'configs', 'cifar_ijckd.py'), '--workdir',
+                             str(tmp_path / 'run'), '--config.loss.alpha_c=0.2'],
+                            capture_output=True, text=True, cwd=REPOSITORY)
+    assert result.returncode != 0
+    assert ("--config.loss.alpha_c: config.loss has no field 'alpha_c'; its fields: alpha_ce, "
+            "alpha_lm, beta_fm, logit_loss, name.") in result.stderr
+    assert not (tmp_path / 'run').exists()
+
+
+def test_batch_not_divisible_by_the_devices_is_refused():
+    config = load(os.path.join(REPOSITORY, 'configs', 'cifar_teacher.py')).get_config('resnet8')
+    config.global_batch_size = 6
+    with pytest.raises(ValueError, match='global_batch_size=6 must be a positive multiple of the 4 devices'):
+        validate_config(config, device_count=4)

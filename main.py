@@ -9,6 +9,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from ijckd_jax.config import describe_unknown_fields
+from ijckd_jax.demo import run_demo
 from ijckd_jax.train import train_and_evaluate
 
 FLAGS = flags.FLAGS
@@ -47,7 +48,8 @@ def main(argv):
         raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
     # Orbax reports every save step by step at INFO; keep the console to the run's progress.
     logging.get_absl_handler().addFilter(lambda record: 'orbax' not in record.pathname)
-    train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    run = run_demo if 'demo' in FLAGS.config else train_and_evaluate
+    run(FLAGS.config, FLAGS.workdir)
 
 
 if __name__ == '__main__':

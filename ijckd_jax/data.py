@@ -6,6 +6,7 @@ the field (anchors §2): CIFAR, a random 32×32 crop of the image zero-padded by
 horizontal flip; ImageNet, RandomResizedCrop(224) and a flip, evaluated at Resize(256) +
 CenterCrop(224). Normalisation happens on the device, inside the jitted step.
 """
+import os
 from typing import Iterator, NamedTuple
 
 import numpy as np
@@ -46,6 +47,31 @@ def tfds_split(data, split, process_index, process_count, **load_arguments):
     except Exception as error:  # tfds raises AssertionError, OSError, network errors, ...
         raise DataUnavailable(how_to_get(data.dataset, data.data_dir)) from error
     return dataset.map(lambda example: (example['image'], example['label']))
+
+
+def is_image_folder(data):
+    return os.path.isdir(data.dataset)
+
+
+def load_split(data, split, process_index, process_count) -> Split:
+    """This process's part of a split in memory: 'digits', an image folder, or a tfds data set."""
+    from ijckd_jax import sources
+
+    if data.dataset == 'digits':
+        return sources.load_digits(split, data.image_size, process_index, process_count)
+    if is_image_folder(data):
+        part, classes = sources.load_image_folder(data.dataset, split, data.image_size,
+                                                  process_index, process_count)
+        check_class_count(data, classes)
+        return part
+    return load_in_memory(data, split, process_index, process_count)
+
+
+def check_class_count(data, classes):
+    if len(classes) != data.num_classes:
+        raise ValueError(f'{data.dataset} has {len(classes)} classes ({", ".join(classes[:5])}'
+                         f'{", ..." if len(classes) > 5 else ""}) but config.data.num_classes is '
+                         f'{data.num_classes}; pass --config.data.num_classes={len(classes)}.')
 
 
 def load_in_memory(data, split, process_index, process_count) -> Split:
@@ -99,16 +125,48 @@ def eval_batches(split: Split, local_batch_size, batches):
         yield split.images[np.where(mask, indices, 0)], split.labels[np.where(mask, indices, 0)], mask
 
 
+def folder_part(data, split, process_index, process_count):
+    """This process's (paths, labels) of an image folder's split."""
+    from ijckd_jax import sources
+
+    paths, labels, classes = sources.list_image_folder(data.dataset, split)
+    check_class_count(data, classes)
+    indices = np.array_split(np.arange(len(paths)), process_count)[process_index]
+    return [paths[index] for index in indices], labels[indices]
+
+
 def stream_example_count(data, split, process_index, process_count):
-    """Examples in this process's part of a split, from the data set's metadata."""
+    """Examples in this process's part of a split, from the files or the data set's metadata."""
     import tensorflow_datasets as tfds
 
+    if is_image_folder(data):
+        return len(folder_part(data, split, process_index, process_count)[0])
     part = tfds.split_for_jax_process(split, process_index=process_index, process_count=process_count)
     try:
         builder = tfds.builder(data.dataset, data_dir=data.data_dir or None)
         return builder.info.splits[part].num_examples
     except Exception as error:
         raise DataUnavailable(how_to_get(data.dataset, data.data_dir)) from error
+
+
+def stream_split(data, split, process_index, process_count, shuffle_seed=None):
+    """This process's part of a split as a tf.data.Dataset of (image, label), shuffled if seeded."""
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    if not is_image_folder(data):
+        if shuffle_seed is None:
+            return tfds_split(data, split, process_index, process_count)
+        return tfds_split(data, split, process_index, process_count, shuffle_files=True,
+                          read_config=tfds.ReadConfig(shuffle_seed=shuffle_seed))
+    paths, labels = folder_part(data, split, process_index, process_count)
+    files = tf.data.Dataset.from_tensor_slices((paths, labels))
+    if shuffle_seed is not None:
+        files = files.shuffle(len(paths), seed=shuffle_seed)
+    decode = lambda path, label: (tf.io.decode_image(tf.io.read_file(path), channels=3,  # noqa: E731
+                                                     expand_animations=False), label)
+    # An unreadable image is skipped with a logged warning rather than ending the run.
+    return files.map(decode).ignore_errors(log_warning=True)
 
 
 def random_resized_crop(image, seed, size):
@@ -143,13 +201,13 @@ def stream_train_batches(data, local_batch_size, steps, seed, epoch, process_ind
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
-    dataset = tfds_split(data, data.train_split, process_index, process_count, shuffle_files=True,
-                         read_config=tfds.ReadConfig(shuffle_seed=seed * 100_003 + epoch))
-    dataset = dataset.shuffle(16 * local_batch_size, seed=seed * 100_003 + epoch)
+    epoch_seed = seed * 100_003 + epoch
+    dataset = stream_split(data, data.train_split, process_index, process_count, epoch_seed)
+    dataset = dataset.shuffle(16 * local_batch_size, seed=epoch_seed)
 
     def augment(position, example):
         image, label = example
-        example_seed = tf.stack([tf.constant(seed * 100_003 + epoch, tf.int64), position])
+        example_seed = tf.stack([tf.constant(epoch_seed, tf.int64), position])
         image = random_resized_crop(image, example_seed, data.image_size)
         flip = tf.random.stateless_uniform([], seed=example_seed + 1) < 0.5
         return tf.cond(flip, lambda: image[:, ::-1], lambda: image), tf.cast(label, tf.int32)
@@ -165,7 +223,7 @@ def stream_eval_batches(data, local_batch_size, batches, process_index, process_
     import tensorflow_datasets as tfds
 
     resize_to = round(data.image_size * 8 / 7)  # 256 for 224
-    dataset = tfds_split(data, data.eval_split, process_index, process_count).map(
+    dataset = stream_split(data, data.eval_split, process_index, process_count).map(
         lambda image, label: (resize_and_center_crop(image, data.image_size, resize_to),
                               tf.cast(label, tf.int32), True))
     padding = tf.data.Dataset.from_tensors(
@@ -194,9 +252,11 @@ class Pipeline:
         self.local_batch = config.global_batch_size // process_count
         self.local_eval_batch = config.eval_batch_size // process_count
         self.data = data
-        if data.in_memory:
-            self.train_split = load_in_memory(data, data.train_split, process_index, process_count)
-            self.eval_split = load_in_memory(data, data.eval_split, process_index, process_count)
+        # Small images live in memory with CIFAR's augmentation; large ones stream with ImageNet's.
+        self.in_memory = data.image_size <= 64 if is_image_folder(data) else data.in_memory
+        if self.in_memory:
+            self.train_split = load_split(data, data.train_split, process_index, process_count)
+            self.eval_split = load_split(data, data.eval_split, process_index, process_count)
             train_count, eval_count = len(self.train_split.labels), len(self.eval_split.labels)
         else:
             train_count, eval_count = (stream_example_count(data, split, process_index, process_count)
@@ -211,14 +271,14 @@ class Pipeline:
         self.eval_batches = agree(-(-eval_count // self.local_eval_batch), np.max)
 
     def train_epoch(self, epoch, start_step=0):
-        if self.data.in_memory:
+        if self.in_memory:
             return train_batches(self.train_split, self.local_batch, self.steps_per_epoch, self.seed,
                                  epoch, self.process_index, start_step)
         return stream_train_batches(self.data, self.local_batch, self.steps_per_epoch, self.seed, epoch,
                                     self.process_index, self.process_count, start_step)
 
     def evaluation(self):
-        if self.data.in_memory:
+        if self.in_memory:
             return eval_batches(self.eval_split, self.local_eval_batch, self.eval_batches)
         return stream_eval_batches(self.data, self.local_eval_batch, self.eval_batches,
                                    self.process_index, self.process_count)

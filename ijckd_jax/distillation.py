@@ -101,7 +101,12 @@ def forward(distiller: Distiller, variables, teacher_variables, images, train: b
         'student_classifier_weight': student_variables['params'][distiller.student.classifier_name]['kernel'],
         'teacher_classifier_weight': teacher_variables['params'][teacher.classifier_name]['kernel'],
     }
-    if distiller.connector is not None:
+    if distiller.connector is None:
+        if student_output.features.shape[-1] == teacher_output.features.shape[-1]:
+            # g_t∘Φ_s for the error bound (bound.py); pruned by jit where nothing reads it.
+            outputs['teacher_classifier_logits'] = teacher.apply(
+                teacher_variables, student_output.features, method='classify')
+    else:
         size = common_size(student_output.features, teacher_output.features)
         teacher_features = average_pool_to(teacher_output.features, size)
         student_features, updated['connector'] = apply_tracking_statistics(

@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ijckd_jax.objective_settings import DEFAULT_SETTINGS
+
 
 class DistillationOutputs(NamedTuple):
     """Everything an objective may read; names follow the paper's Algorithms."""
@@ -150,16 +152,15 @@ class Objective(NamedTuple):
 
 
 OBJECTIVES: Dict[str, Objective] = {
-    'ce': Objective(ce, 'student', {}, uses_connector=False, uses_teacher=False),
-    'ce_teacher_classifier': Objective(ce_teacher_classifier, 'teacher', {}, uses_connector=True),
-    'kd': Objective(kd, 'student', {'ce_weight': 0.1, 'kd_weight': 0.9, 'temperature': 4.0},
-                    uses_connector=False),
-    'srrl': Objective(srrl, 'student', {'alpha': 1.0, 'beta': 1.0}, uses_connector=True),
-    'simkd': Objective(simkd, 'teacher', {}, uses_connector=True),
-    'ijckd': Objective(ijckd, 'teacher', {'alpha_ce': 1.0, 'alpha_lm': 1.0, 'beta_fm': 0.0,
-                                          'logit_loss': 'mse'}, uses_connector=True),
-    'ijckd_joint': Objective(ijckd_joint, 'joint', {'alpha': 0.2, 'beta': 1.0}, uses_connector=True),
-    'ijckd_distance': Objective(ijckd_distance, 'student', {'alpha': 1.0, 'beta': 1.0},
+    'ce': Objective(ce, 'student', DEFAULT_SETTINGS['ce'], uses_connector=False, uses_teacher=False),
+    'ce_teacher_classifier': Objective(ce_teacher_classifier, 'teacher',
+                                       DEFAULT_SETTINGS['ce_teacher_classifier'], uses_connector=True),
+    'kd': Objective(kd, 'student', DEFAULT_SETTINGS['kd'], uses_connector=False),
+    'srrl': Objective(srrl, 'student', DEFAULT_SETTINGS['srrl'], uses_connector=True),
+    'simkd': Objective(simkd, 'teacher', DEFAULT_SETTINGS['simkd'], uses_connector=True),
+    'ijckd': Objective(ijckd, 'teacher', DEFAULT_SETTINGS['ijckd'], uses_connector=True),
+    'ijckd_joint': Objective(ijckd_joint, 'joint', DEFAULT_SETTINGS['ijckd_joint'], uses_connector=True),
+    'ijckd_distance': Objective(ijckd_distance, 'student', DEFAULT_SETTINGS['ijckd_distance'],
                                 uses_connector=False),
 }
 

@@ -23,6 +23,7 @@ from clu import metric_writers, parameter_overview
 from jax.sharding import NamedSharding, PartitionSpec
 
 from ijckd_jax import data as input_data
+from ijckd_jax.bound import bound_sums, classifier_comparison
 from ijckd_jax.config import validate_config
 from ijckd_jax.distillation import build_distiller, evaluation_logits, forward, init_trainable
 from ijckd_jax.frozen_model import FrozenModel, load_frozen_model, save_frozen_model
@@ -102,19 +103,25 @@ def train_step(state, teacher_variables, images, labels, *, distiller, objective
 
 
 def count_correct(logits, labels, mask):
-    """Top-1 and top-5 hits and the number of real (unpadded) examples."""
+    """100 × the top-1 and top-5 hits (percentages once divided by the count) and the count."""
     top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
     hits = top5 == labels[:, None]
-    return {'top1': jnp.sum(hits[:, 0] * mask), 'top5': jnp.sum(jnp.any(hits, -1) * mask),
-            'count': jnp.sum(mask)}
+    return {'top1': 100.0 * jnp.sum(hits[:, 0] * mask),
+            'top5': 100.0 * jnp.sum(jnp.any(hits, -1) * mask), 'count': jnp.sum(mask)}
 
 
 def eval_step(state, teacher_variables, images, labels, mask, *, distiller, objective_name, mean, std):
-    """Hits of the objective's evaluation classifier on one batch."""
+    """Sums over one batch: hits of the objective's evaluation classifier, and the terms of
+    the paper's error bound where the teacher classifier can read the student's features."""
     variables = merge_variables(state.params, state.batch_stats)
     outputs, _ = forward(distiller, variables, teacher_variables, normalize(images, mean, std),
                          train=False)
-    return count_correct(evaluation_logits(outputs, objective_name), labels, mask)
+    logits = evaluation_logits(outputs, objective_name)
+    sums = count_correct(logits, labels, mask)
+    if outputs.teacher_classifier_logits is not None:
+        sums.update(bound_sums(logits, outputs.teacher_classifier_logits, outputs.teacher_logits,
+                               labels, mask))
+    return sums
 
 
 def teacher_eval_step(teacher_variables, images, labels, mask, *, teacher, mean, std):
@@ -190,13 +197,27 @@ def checkpoint_manager(workdir, keep):
 
 
 def evaluate(step_function, batches, mesh):
-    """Top-1 and top-5 accuracy (%) over batches of (images, labels, mask)."""
+    """Every summed metric of step_function over batches of (images, labels, mask), per example."""
     totals = None
     for images, labels, mask in batches:
-        counts = step_function(*mesh.shard(images, labels, mask))
-        totals = counts if totals is None else jax.tree.map(jnp.add, totals, counts)
+        sums = step_function(*mesh.shard(images, labels, mask))
+        totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
     totals = jax.device_get(totals)
-    return {name: 100.0 * float(totals[name]) / float(totals['count']) for name in ('top1', 'top5')}
+    return {name: float(total) / float(totals['count']) for name, total in totals.items()
+            if name != 'count'}
+
+
+def compare_classifiers(distiller, objective, state, teacher_variables):
+    """‖W_t − W_s‖_F and their cosine, where the student predicts with a classifier of its
+    own of the teacher classifier's shape; {} elsewhere."""
+    if distiller.teacher is None or objective.evaluation_classifier != 'student':
+        return {}
+    student = state.params['student'][distiller.student.classifier_name]['kernel']
+    teacher = teacher_variables['params'][distiller.teacher.classifier_name]['kernel']
+    if student.shape != teacher.shape:
+        return {}
+    return {name: float(value) for name, value in
+            jax.device_get(jax.jit(classifier_comparison)(student, teacher)).items()}
 
 
 class Experiment(NamedTuple):
@@ -307,6 +328,8 @@ def train_epochs(config, experiment, state, pipeline, mesh, writer, manager, wor
         step = int(state.step)
         accuracy = evaluate(functools.partial(experiment.eval_step, state, experiment.teacher_variables),
                             pipeline.evaluation(), mesh)
+        accuracy.update(compare_classifiers(experiment.distiller, get_objective(config.loss.name),
+                                            state, experiment.teacher_variables))
         history.append({'epoch': epoch, 'step': step, **accuracy})
         writer.write_scalars(step, {f'test_{k}': v for k, v in accuracy.items()})
         logging.info('Epoch %d/%d: test top-1 %.2f%%, top-5 %.2f%%.', epoch + 1, config.num_epochs,
@@ -316,11 +339,14 @@ def train_epochs(config, experiment, state, pipeline, mesh, writer, manager, wor
 
 
 def summarize(entries, teacher_accuracy, config):
-    """Best and last epoch, since best-epoch-only reporting is optimistic."""
+    """Best and last epoch, since best-epoch-only reporting is optimistic, and what was run."""
     best = max(entries, key=lambda entry: entry['top1'])
-    return {'objective': config.loss.name, 'student': config.student.model,
-            'teacher': config.teacher.model or None, 'seed': config.seed,
-            'best_top1': best['top1'], 'best_epoch': best['epoch'],
+    objective = get_objective(config.loss.name)
+    return {'dataset': config.data.dataset, 'objective': config.loss.name,
+            'loss': config.loss.to_dict(),
+            'connector': config.connector.kind if objective.uses_connector else None,
+            'student': config.student.model, 'teacher': config.teacher.model or None,
+            'seed': config.seed, 'best_top1': best['top1'], 'best_epoch': best['epoch'],
             'last_top1': entries[-1]['top1'], 'last_top5': entries[-1]['top5'],
             'epochs': len(entries), 'teacher_top1': teacher_accuracy and teacher_accuracy['top1']}
 

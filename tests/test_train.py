@@ -24,10 +24,8 @@ REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPOSITORY, 'configs'))
 import cifar_ijckd  # noqa: E402
 import cifar_teacher  # noqa: E402
+from conftest import ENVIRONMENT, EXAMPLES, run_main  # noqa: E402
 from multiprocess_worker import DEVICES_PER_PROCESS, PROCESSES, STEPS, distributed_config, run_steps  # noqa: E402
-
-EXAMPLES = 32  # per mocked split
-ENVIRONMENT = {**os.environ, 'PYTHONPATH': REPOSITORY}
 
 
 def shrink(config, **fields):
@@ -35,28 +33,6 @@ def shrink(config, **fields):
     config.update({**dict(num_epochs=2, steps_per_epoch=2, global_batch_size=8, eval_batch_size=8,
                           log_every_steps=1), **fields})
     return config
-
-
-def run_main(arguments, tmp_path):
-    """python main.py ARGUMENTS under tfds.testing.mock_data, as a user runs it."""
-    script = ('import runpy, sys, tensorflow_datasets as tfds\n'
-              f'sys.argv = ["main.py"] + {arguments!r}\n'
-              f'with tfds.testing.mock_data(num_examples={EXAMPLES}):\n'
-              f'    runpy.run_path({os.path.join(REPOSITORY, "main.py")!r}, run_name="__main__")\n')
-    return subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
-                          cwd=tmp_path, env=ENVIRONMENT, timeout=600)
-
-
-@pytest.fixture(scope='module')
-def teacher(tmp_path_factory):
-    """A resnet8 teacher trained through main.py, and its run directory."""
-    workdir = tmp_path_factory.mktemp('teacher')
-    result = run_main(['--config', os.path.join(REPOSITORY, 'configs/cifar_teacher.py:resnet8'),
-                       '--workdir', str(workdir), '--config.num_epochs=2', '--config.steps_per_epoch=2',
-                       '--config.global_batch_size=8', '--config.eval_batch_size=8',
-                       '--config.log_every_steps=1'], workdir)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return workdir, result.stderr
 
 
 def test_teacher_training_through_main_writes_everything(teacher):

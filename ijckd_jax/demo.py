@@ -1,0 +1,54 @@
+"""The offline demo (configs/demo.py): a teacher, then one student trained several ways."""
+import os
+
+import ml_collections
+from absl import logging
+
+from ijckd_jax.objectives import resolve_weights
+from ijckd_jax.train import train_and_evaluate
+
+
+def method_config(config, method, teacher_directory):
+    """The demo's student trained with `method`, the teacher loaded from teacher_directory."""
+    derived = ml_collections.ConfigDict(config.to_dict())
+    del derived['demo']
+    derived.student.model = config.demo.student
+    derived.loss = ml_collections.ConfigDict(dict(name=method, **resolve_weights(method)))
+    if method != 'ce':
+        derived.teacher.model, derived.teacher.checkpoint = config.demo.teacher, teacher_directory
+    return derived
+
+
+def teacher_config(config):
+    derived = ml_collections.ConfigDict(config.to_dict())
+    del derived['demo']
+    derived.student.model = config.demo.teacher
+    return derived
+
+
+def run_demo(config, workdir):
+    """Trains the teacher, then the student with each method; prints and returns the table."""
+    runs = 1 + len(config.demo.methods)
+    logging.info('Demo 1/%d: the teacher %s with cross-entropy.', runs, config.demo.teacher)
+    rows = [(f'teacher {config.demo.teacher}', 'ce',
+             train_and_evaluate(teacher_config(config), os.path.join(workdir, 'teacher')))]
+    teacher_directory = os.path.join(workdir, 'teacher', 'export')
+    for index, method in enumerate(config.demo.methods, start=2):
+        logging.info('Demo %d/%d: the student %s with %s.', index, runs, config.demo.student, method)
+        summary = train_and_evaluate(method_config(config, method, teacher_directory),
+                                     os.path.join(workdir, f'student_{method}'))
+        rows.append((f'student {config.demo.student}', method, summary))
+    table = format_table(rows, config)
+    with open(os.path.join(workdir, 'demo.md'), 'w') as file:
+        file.write(table + '\n')
+    print(table)
+    return table
+
+
+def format_table(rows, config):
+    lines = [f'Test top-1 (%) on {config.data.dataset}, {config.num_epochs} epochs, seed {config.seed}:',
+             '', '| model | method | best top-1 (epoch) | last top-1 |', '| --- | --- | --- | --- |']
+    for model, method, summary in rows:
+        lines.append(f"| {model} | {method} | {summary['best_top1']:.2f} ({summary['best_epoch'] + 1}) "
+                     f"| {summary['last_top1']:.2f} |")
+    return '\n'.join(lines)

@@ -1,0 +1,333 @@
+"""The results report: finds finished runs, groups them by setting, and sets them beside the paper.
+
+A run directory is a training run's workdir with its summary.json (written when training ends)
+and history.json (one entry per evaluated epoch). Runs of one setting (dataset, objective, loss
+settings, connector, teacher, student) but different seeds make one row of the table, with the
+mean ± sample standard deviation over seeds of the best and the last epoch's top-1.
+Nothing here imports JAX, so that the report runs anywhere the results were copied to.
+"""
+import json
+import math
+import os
+import statistics
+from typing import NamedTuple, Optional
+
+from ijckd_jax.objective_settings import DEFAULT_SETTINGS
+
+DEFAULT_CONNECTOR = '1x1'  # config.base_config's connector.kind
+SUMMARY_FIELDS = ('dataset', 'objective', 'loss', 'connector', 'student', 'teacher', 'seed',
+                  'best_top1', 'last_top1')
+DASH = '—'
+
+
+class ReportError(Exception):
+    """Bad input: a missing run directory or a malformed summary.json or history.json."""
+
+
+class Setting(NamedTuple):
+    """What a run ran; runs that differ only in their seed share it."""
+    dataset: str
+    objective: str
+    changes: tuple  # the loss settings that differ from the objective's defaults, ((name, value), ...)
+    connector: Optional[str]  # None for objectives without one
+    teacher: Optional[str]    # None for a model trained alone
+    student: str
+
+
+class Run(NamedTuple):
+    """One finished run: its directory, setting, seed and accuracies (%)."""
+    directory: str
+    setting: Setting
+    seed: int
+    best_top1: float
+    last_top1: float
+
+
+class Row(NamedTuple):
+    """One row of the table: a setting and its statistics over seeds."""
+    setting: Setting
+    seeds: int
+    best_top1: str
+    last_top1: str
+    paper: str
+
+
+def paper_key(objective, teacher, student, connector=None, **changes):
+    """The key of PAPER_CIFAR100_TOP1 for an objective's run with `changes` to its defaults."""
+    return objective, tuple(sorted(changes.items())), connector, teacher, student
+
+
+R32X4, R8X4, WRN402, WRN401 = 'resnet32x4', 'resnet8x4', 'wrn_40_2', 'wrn_40_1'
+
+# Published CIFAR-100 top-1 (%): Li et al., "IJCKD", Neural Networks 2024, Tables 1-4, 6 and 7,
+# and RepDistiller's KD (Tian et al., "Contrastive Representation Distillation", ICLR 2020, Table 1).
+# Each setting is listed once, under the first table that reports it.
+PAPER_CIFAR100_TOP1 = {
+    # Table 1: IJCKD with its defaults (alpha_ce=1, alpha_lm=1, beta_fm=0, MSE, 1x1 connector);
+    # also Table 2's 1x1, Table 3's alpha_ce=1.0 and Table 4's MSE rows.
+    paper_key('ijckd', R32X4, R8X4, '1x1'): 76.52,
+    paper_key('ijckd', WRN402, WRN401, '1x1'): 75.14,
+    # Table 2: connectors, IJCKD and SimKD.
+    paper_key('ijckd', R32X4, R8X4, '1x1-1x1'): 77.10,
+    paper_key('ijckd', R32X4, R8X4, '1x1-3x3-1x1'): 77.76,
+    paper_key('ijckd', WRN402, WRN401, '1x1-1x1'): 75.33,
+    paper_key('ijckd', WRN402, WRN401, '1x1-3x3-1x1'): 75.57,
+    paper_key('simkd', R32X4, R8X4, '1x1'): 75.91,
+    paper_key('simkd', R32X4, R8X4, '1x1-1x1'): 76.21,
+    paper_key('simkd', R32X4, R8X4, '1x1-3x3-1x1'): 77.46,
+    paper_key('simkd', WRN402, WRN401, '1x1'): 71.76,
+    paper_key('simkd', WRN402, WRN401, '1x1-1x1'): 72.23,
+    paper_key('simkd', WRN402, WRN401, '1x1-3x3-1x1'): 75.48,
+    # Table 3: IJCKD's loss terms, resnet32x4 → resnet8x4.
+    paper_key('ijckd', R32X4, R8X4, '1x1', alpha_ce=0.0): 75.91,  # SR only
+    paper_key('ijckd', R32X4, R8X4, '1x1', alpha_ce=0.1): 76.36,
+    paper_key('ijckd', R32X4, R8X4, '1x1', alpha_ce=0.2): 76.61,
+    paper_key('ijckd', R32X4, R8X4, '1x1', alpha_ce=0.5): 76.09,
+    paper_key('ijckd', R32X4, R8X4, '1x1', alpha_lm=0.0): 74.46,  # CE only
+    paper_key('ijckd', R32X4, R8X4, '1x1', alpha_lm=0.0, beta_fm=1.0): 76.47,  # CE + FM
+    paper_key('ijckd', R32X4, R8X4, '1x1', beta_fm=1.0): 76.86,  # CE + SR + FM
+    # Table 4: the logit-matching loss (cosine with alpha_lm=10).
+    paper_key('ijckd', R32X4, R8X4, '1x1', alpha_lm=10.0, logit_loss='cosine'): 76.86,
+    paper_key('ijckd', R32X4, R8X4, '1x1', logit_loss='ce'): 75.24,
+    paper_key('ijckd', WRN402, WRN401, '1x1', alpha_lm=10.0, logit_loss='cosine'): 75.51,
+    paper_key('ijckd', WRN402, WRN401, '1x1', logit_loss='ce'): 74.27,
+    # Table 6: the student under the frozen teacher classifier, hard labels only.
+    paper_key('ce_teacher_classifier', WRN402, WRN401, '1x1'): 72.32,
+    paper_key('ce_teacher_classifier', 'resnet56', 'resnet20', '1x1'): 68.91,
+    paper_key('ce_teacher_classifier', 'resnet110', 'resnet32', '1x1'): 70.98,
+    paper_key('ce_teacher_classifier', R32X4, R8X4, '1x1'): 74.46,
+    # Table 6: vanilla models trained alone with cross-entropy, students then teachers.
+    **{paper_key('ce', None, model): top1 for model, top1 in (
+        (WRN401, 71.98), ('resnet20', 69.06), ('resnet32', 71.14), (R8X4, 72.50),
+        ('resnet56', 72.34), ('resnet110', 74.31), (R32X4, 79.42), (WRN402, 75.61),
+        ('vgg13', 74.64), ('wrn_16_2', 73.26), ('vgg8', 70.36))},
+    # Table 7: the joint classifier (Algorithm 4) and the classifier distance (Algorithm 5).
+    paper_key('ijckd_joint', R32X4, R8X4, '1x1'): 76.65,
+    paper_key('ijckd_joint', WRN402, WRN401, '1x1'): 75.02,
+    paper_key('ijckd_distance', R32X4, R8X4): 76.55,
+    # KD with RepDistiller's defaults (ce_weight 0.1, kd_weight 0.9, temperature 4).
+    paper_key('kd', 'resnet56', 'resnet20'): 70.66,
+    paper_key('kd', 'resnet110', 'resnet32'): 73.08,
+    paper_key('kd', R32X4, R8X4): 73.33,
+    paper_key('kd', WRN402, 'wrn_16_2'): 74.92,
+    paper_key('kd', WRN402, WRN401): 73.54,
+    paper_key('kd', 'vgg13', 'vgg8'): 72.98,
+}
+
+
+def find_run_directories(path):
+    """Every directory at or below `path` that holds a summary.json, sorted."""
+    if not os.path.exists(path):
+        raise ReportError(f'{path} does not exist.')
+    if not os.path.isdir(path):
+        raise ReportError(f'{path} is not a directory; pass a run directory or a folder of them.')
+    found = []
+    for directory, subdirectories, files in os.walk(path):
+        if 'summary.json' in files:
+            found.append(directory)
+            subdirectories.clear()  # a run's own folders (checkpoints, export) hold no runs
+        else:
+            subdirectories.sort()
+    if not found:
+        raise ReportError(f'{path} holds no summary.json, neither in it nor below it '
+                          '(no finished run; summary.json is written when training ends).')
+    return found
+
+
+def read_json(path):
+    """The parsed content of a JSON file; a ReportError naming the file if it cannot be read."""
+    try:
+        with open(path) as file:
+            return json.load(file)
+    except OSError as error:
+        raise ReportError(f'Cannot read {path}: {error.strerror or error}.') from error
+    except ValueError as error:
+        raise ReportError(f'{path} is not valid JSON: {error}.') from error
+
+
+def is_number(value):
+    """Whether `value` is a finite int or float (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_summary(summary, path):
+    """Raises a ReportError naming `path` unless the summary has every field the report reads."""
+    def malformed(problem):
+        return ReportError(f'{path} is malformed: {problem}.')
+    if not isinstance(summary, dict):
+        raise malformed(f'expected a JSON object, got {type(summary).__name__}')
+    missing = [field for field in SUMMARY_FIELDS if field not in summary]
+    if missing:
+        raise malformed(f"it lacks {', '.join(missing)}")
+    for field in ('dataset', 'objective', 'student'):
+        if not isinstance(summary[field], str) or not summary[field]:
+            raise malformed(f'{field} must be a non-empty string, got {summary[field]!r}')
+    for field in ('teacher', 'connector'):
+        if summary[field] is not None and not isinstance(summary[field], str):
+            raise malformed(f'{field} must be a string or null, got {summary[field]!r}')
+    loss = summary['loss']
+    if not isinstance(loss, dict):
+        raise malformed(f'loss must be an object of settings, got {loss!r}')
+    if loss.get('name', summary['objective']) != summary['objective']:
+        raise malformed(f"loss.name {loss['name']!r} differs from objective {summary['objective']!r}")
+    for key, value in loss.items():
+        if not (isinstance(value, str) or is_number(value)):
+            raise malformed(f'loss.{key} must be a number or a string, got {value!r}')
+    if not isinstance(summary['seed'], int) or isinstance(summary['seed'], bool):
+        raise malformed(f"seed must be an integer, got {summary['seed']!r}")
+    for field in ('best_top1', 'last_top1'):
+        if not is_number(summary[field]):
+            raise malformed(f'{field} must be a finite number, got {summary[field]!r}')
+
+
+def setting_changes(objective, loss):
+    """The loss settings that differ from the objective's defaults, sorted by name."""
+    defaults = DEFAULT_SETTINGS.get(objective, {})
+    return tuple(sorted((key, value) for key, value in loss.items()
+                        if key != 'name' and (key not in defaults or value != defaults[key])))
+
+
+def read_run(directory):
+    """The Run of `directory`, from its summary.json."""
+    path = os.path.join(directory, 'summary.json')
+    summary = read_json(path)
+    check_summary(summary, path)
+    setting = Setting(summary['dataset'], summary['objective'],
+                      setting_changes(summary['objective'], summary['loss']),
+                      summary['connector'] or None, summary['teacher'] or None, summary['student'])
+    return Run(directory, setting, summary['seed'], float(summary['best_top1']),
+               float(summary['last_top1']))
+
+
+def load_runs(paths):
+    """The runs at or below each of `paths`, each directory once, in table order then by seed."""
+    directories, seen = [], set()
+    for path in paths:
+        for directory in find_run_directories(path):
+            if os.path.realpath(directory) not in seen:
+                seen.add(os.path.realpath(directory))
+                directories.append(directory)
+    runs = [read_run(directory) for directory in directories]
+    return sorted(runs, key=lambda run: (setting_order(run.setting), run.seed, run.directory))
+
+
+def duplicate_seeds(runs):
+    """A warning for each setting with a seed that more than one run directory holds."""
+    directories = {}
+    for run in runs:
+        directories.setdefault((run.setting, run.seed), []).append(run.directory)
+    return [f'seed {seed} of {describe_method(setting)}, {describe_pair(setting)} is in '
+            f"{len(found)} run directories: {', '.join(found)}"
+            for (setting, seed), found in directories.items() if len(found) > 1]
+
+
+def format_value(value):
+    """A setting's value as written in a method label: 0.2, 10, cosine."""
+    return f'{value:g}' if is_number(value) else str(value)
+
+
+def describe_method(setting):
+    """The objective with its non-default settings, e.g. 'ijckd (alpha_ce=0.2, connector 1x1-1x1)'."""
+    changes = [f'{key}={format_value(value)}' for key, value in setting.changes]
+    if setting.connector not in (None, DEFAULT_CONNECTOR):
+        changes.append(f'connector {setting.connector}')
+    return f"{setting.objective} ({', '.join(changes)})" if changes else setting.objective
+
+
+def describe_pair(setting):
+    """'teacher → student', or the model alone for a run without a teacher."""
+    return f'{setting.teacher} → {setting.student}' if setting.teacher else setting.student
+
+
+def setting_order(setting):
+    """The table's sort key: dataset, teacher, student, method."""
+    return setting.dataset, setting.teacher or '', setting.student, describe_method(setting)
+
+
+def paper_top1(setting):
+    """The published CIFAR-100 top-1 of exactly this setting, or None."""
+    if setting.dataset != 'cifar100':
+        return None
+    return PAPER_CIFAR100_TOP1.get(
+        (setting.objective, setting.changes, setting.connector, setting.teacher, setting.student))
+
+
+def mean_and_deviation(values):
+    """'mean ± sample std' (ddof=1) with two decimals; the mean alone for a single value."""
+    if len(values) == 1:
+        return f'{values[0]:.2f}'
+    return f'{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}'
+
+
+def summarize_settings(runs):
+    """One Row per setting, in table order."""
+    groups = {}
+    for run in runs:
+        groups.setdefault(run.setting, []).append(run)
+    rows = []
+    for setting in sorted(groups, key=setting_order):
+        members = groups[setting]
+        paper = paper_top1(setting)
+        rows.append(Row(setting, len(members),
+                        mean_and_deviation([run.best_top1 for run in members]),
+                        mean_and_deviation([run.last_top1 for run in members]),
+                        DASH if paper is None else f'{paper:.2f}'))
+    return rows
+
+
+def format_table(rows):
+    """The rows as a Markdown table, its columns padded to line up."""
+    header = ('dataset', 'method', 'teacher → student', 'seeds', 'best top-1', 'last top-1', 'paper')
+    right_aligned = (False, False, False, True, True, True, True)
+    cells = [header] + [(row.setting.dataset, describe_method(row.setting), describe_pair(row.setting),
+                         str(row.seeds), row.best_top1, row.last_top1, row.paper) for row in rows]
+    widths = [max(len(line[column]) for line in cells) for column in range(len(header))]
+
+    def format_line(line):
+        return '| ' + ' | '.join(cell.rjust(width) if right else cell.ljust(width)
+                                 for cell, width, right in zip(line, widths, right_aligned)) + ' |'
+    rule = '|' + '|'.join('-' * (width + 1) + ':' if right else '-' * (width + 2)
+                          for width, right in zip(widths, right_aligned)) + '|'
+    return '\n'.join([format_line(header), rule] + [format_line(line) for line in cells[1:]])
+
+
+def read_history(directory):
+    """The (epoch, top-1) pairs of a run's history.json."""
+    path = os.path.join(directory, 'history.json')
+    history = read_json(path)
+    if not isinstance(history, list) or not history:
+        raise ReportError(f'{path} is malformed: expected a non-empty list of epochs.')
+    for entry in history:
+        if not (isinstance(entry, dict) and is_number(entry.get('epoch')) and is_number(entry.get('top1'))):
+            raise ReportError(f'{path} is malformed: every entry needs a numeric epoch and top1, '
+                              f'got {entry!r}.')
+    return [(entry['epoch'], entry['top1']) for entry in history]
+
+
+def plot_accuracy(runs, histories, path):
+    """Writes a PNG of test top-1 per epoch, one line per run; a setting's seeds share a colour."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 6), layout='constrained')
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    colours, seeds_drawn, styles = {}, {}, ('-', '--', ':', '-.')
+    several_datasets = len({run.setting.dataset for run in runs}) > 1
+    for run, history in zip(runs, histories):
+        colour = colours.setdefault(run.setting, f'C{len(colours) % 10}')
+        seed_index = seeds_drawn[run.setting] = seeds_drawn.get(run.setting, -1) + 1
+        label = f'{describe_method(run.setting)}, {describe_pair(run.setting)}, seed {run.seed}'
+        if several_datasets:
+            label = f'{run.setting.dataset}: {label}'
+        axes.plot([epoch + 1 for epoch, _ in history], [top1 for _, top1 in history], color=colour,
+                  linestyle=styles[seed_index % len(styles)], linewidth=1.2, label=label)
+    axes.set_xlabel('epoch')
+    axes.set_ylabel('test top-1 (%)')
+    axes.set_title('Test top-1 per epoch')
+    axes.grid(alpha=0.3)
+    figure.legend(loc='outside right upper', fontsize='small')
+    try:
+        figure.savefig(path, format='png', dpi=120)
+    except OSError as error:
+        raise ReportError(f'Cannot write {path}: {error.strerror or error}.') from error

@@ -23,6 +23,7 @@ def plot_run(directory, path):
     ‖W_t − W_s‖_F where the run measured them. Returns the panels drawn."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     history = read_run_history(directory)
     epochs = [entry['epoch'] + 1 for entry in history]
@@ -49,6 +50,7 @@ def plot_run(directory, path):
         classifier.plot(epochs, column('classifier_distance'), color='C3')
         classifier.set(title='‖W_t − W_s‖_F', xlabel='epoch')
     for panel in axes:
+        panel.xaxis.set_major_locator(MaxNLocator(integer=True))
         panel.grid(alpha=0.3)
         if panel.get_legend_handles_labels()[0]:
             panel.legend(fontsize='small')

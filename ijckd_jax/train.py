@@ -49,6 +49,7 @@ def split_variables(variables):
 
 
 def merge_variables(params, batch_stats):
+    """The inverse of split_variables."""
     return {part: {'params': value, **({'batch_stats': batch_stats[part]} if part in batch_stats else {})}
             for part, value in params.items()}
 
@@ -75,6 +76,7 @@ def normalize(images, mean, std):
 
 
 def create_train_state(distiller, optimizer, key, image_size):
+    """Fresh trainable variables and optimizer state at step 0."""
     images = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
     params, batch_stats = split_variables(init_trainable(distiller, key, images))
     return TrainState(jnp.zeros((), jnp.int32), params, batch_stats, optimizer.init(params))
@@ -125,6 +127,7 @@ def eval_step(state, teacher_variables, images, labels, mask, *, distiller, obje
 
 
 def teacher_eval_step(teacher_variables, images, labels, mask, *, teacher, mean, std):
+    """Hits of the frozen teacher on one batch."""
     logits = teacher.apply(teacher_variables, normalize(images, mean, std)).logits
     return count_correct(logits, labels, mask)
 

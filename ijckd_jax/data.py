@@ -1,7 +1,9 @@
-"""Input: tfds splits, this process's part, in an order fixed by the seed and the epoch.
+"""Input: this process's part of each split, in an order fixed by the seed and the epoch.
 
-Each process reads its own part of a split (tfds.split_for_jax_process). CIFAR-sized splits
-are held in memory as uint8 arrays; ImageNet streams through tf.data. Augmentation follows
+Sources: tfds data sets (cifar100, imagenet2012, ...), scikit-learn's digits ('digits') and
+image folders (a directory path); see sources.py for the last two. Each process reads its
+own part of a split (tfds.split_for_jax_process, or the same contiguous cut). CIFAR-sized
+splits are held in memory as uint8 arrays; ImageNet-sized ones stream through tf.data. Augmentation follows
 the field (anchors §2): CIFAR, a random 32×32 crop of the image zero-padded by 4 and a
 horizontal flip; ImageNet, RandomResizedCrop(224) and a flip, evaluated at Resize(256) +
 CenterCrop(224). Normalisation happens on the device, inside the jitted step.
@@ -122,7 +124,8 @@ def eval_batches(split: Split, local_batch_size, batches):
     for batch in range(batches):
         indices = np.arange(batch * local_batch_size, (batch + 1) * local_batch_size)
         mask = indices < count
-        yield split.images[np.where(mask, indices, 0)], split.labels[np.where(mask, indices, 0)], mask
+        chosen = np.where(mask, indices, 0)
+        yield split.images[chosen], split.labels[chosen], mask
 
 
 def folder_part(data, split, process_index, process_count):

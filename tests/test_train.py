@@ -190,3 +190,27 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
             train_and_evaluate(config, str(tmp_path))
     assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['2', '4']
     assert int(final_state(tmp_path)['step']) == 4
+
+
+def test_bfloat16_compute_stays_close_to_float32_over_a_few_steps(teacher):
+    config = distributed_config(str(teacher[0] / 'export'))
+    with tfds.testing.mock_data(num_examples=EXAMPLES):
+        batches = list(Pipeline(config, 0, 1).train_epoch(0))[:3]
+    teacher_variables, mesh = load_teacher(config), Mesh(jax.devices()[:1])
+    initial, _ = run_steps(config, mesh, [], teacher_variables)
+    full, full_losses = run_steps(config, mesh, batches, teacher_variables)
+    config.dtype = 'bfloat16'
+    low, low_losses = run_steps(config, mesh, batches, teacher_variables)
+    # bfloat16 keeps 8 bits of mantissa (0.4% relative rounding) in every activation and
+    # gradient: losses stay within 2%, and each parameter moves in the same direction as in
+    # float32 (cosine of the two 3-step updates ≥ 0.8, median ≥ 0.9; measured 0.85 and 0.95).
+    np.testing.assert_allclose(low_losses, full_losses, rtol=0.02)
+    cosines = []
+    for path, value in traverse_util.flatten_dict(full, sep='/').items():
+        low_value = traverse_util.flatten_dict(low, sep='/')[path]
+        assert low_value.dtype == np.float32, path
+        start = traverse_util.flatten_dict(initial, sep='/')[path]
+        update, low_update = (value - start).ravel(), (low_value - start).ravel()
+        if np.linalg.norm(update) > 0:
+            cosines.append(update @ low_update / np.linalg.norm(update) / np.linalg.norm(low_update))
+    assert min(cosines) >= 0.8 and np.median(cosines) >= 0.9

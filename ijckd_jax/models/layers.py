@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
+from ijckd_jax.models import fast_conv
+
 # torch.nn.init.kaiming_normal_(mode='fan_out', nonlinearity='relu'), the init the CIFAR
 # zoo uses for every convolution.
 kaiming_fan_out = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
@@ -27,10 +29,36 @@ class ModelOutput(NamedTuple):
 def conv(features, kernel_size, stride=1, padding=0, groups=1, bias=False,
          dtype=jnp.float32, name=None):
     """nn.Conv2d: explicit symmetric padding (Flax's 'SAME' pads stride-2 convs unevenly)."""
-    return nn.Conv(features, (kernel_size, kernel_size), strides=(stride, stride),
-                   padding=((padding, padding), (padding, padding)),
-                   feature_group_count=groups, use_bias=bias, dtype=dtype,
-                   param_dtype=jnp.float32, kernel_init=kaiming_fan_out, name=name)
+    return Conv2d(features, kernel_size, stride, padding, groups, bias, dtype, name=name)
+
+
+def use_tap_gradient(kernel_size, groups):
+    """Whether fast_conv's kernel gradient beats XLA's here: on CPU, for 1×1 and grouped or
+    depthwise convolutions (2-11× in bench/conv.py; XLA's own is faster for dense 3×3 and
+    7×7). On GPU XLA's convolutions are left alone."""
+    return jax.default_backend() == 'cpu' and (kernel_size == 1 or groups > 1)
+
+
+class Conv2d(nn.Module):
+    """A convolution with nn.Conv's variables ('kernel' [kH, kW, C_in/groups, C_out], 'bias')."""
+    features: int
+    kernel_size: int
+    stride: int = 1
+    padding: int = 0
+    groups: int = 1
+    use_bias: bool = False
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, inputs):
+        shape = (self.kernel_size, self.kernel_size, inputs.shape[-1] // self.groups, self.features)
+        kernel = self.param('kernel', kaiming_fan_out, shape, jnp.float32).astype(self.dtype)
+        convolve = fast_conv.conv2d if use_tap_gradient(self.kernel_size, self.groups) else fast_conv.plain_conv2d
+        outputs = convolve(inputs.astype(self.dtype), kernel, self.stride, self.padding, self.groups)
+        if self.use_bias:
+            outputs = outputs + self.param('bias', nn.initializers.zeros, (self.features,),
+                                           jnp.float32).astype(self.dtype)
+        return outputs
 
 
 class BatchNorm(nn.Module):

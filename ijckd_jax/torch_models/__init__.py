@@ -5,7 +5,7 @@ They are the independent reference the Flax models are checked against (tests/) 
 Every model's `forward(images)` returns the logits exactly as the original project computes
 them, and `feature_map(images)` returns the map that its classifier pools.
 """
-from ijckd_jax.models import check_model_name
+from ijckd_jax.models import check_model_name, create_model
 from ijckd_jax.torch_models import (mobilenet_v1, mobilenet_v2, resnet_cifar,
                                     resnet_cifar_bottleneck, resnet_imagenet, shufflenet_v1,
                                     shufflenet_v2, vgg, wrn)
@@ -21,3 +21,8 @@ def create_torch_model(name: str, num_classes: int = 100):
     """The PyTorch module for `name`, in eval mode."""
     check_model_name(name)
     return TORCH_MODELS[name](num_classes=num_classes).eval()
+
+
+def torch_classifier(name: str, model):
+    """The linear layer of a torch model of this package (its module name is the Flax one's)."""
+    return model.get_submodule(create_model(name).classifier_name)

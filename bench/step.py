@@ -1,0 +1,232 @@
+"""Times our jitted train step against a PyTorch implementation of the very same step.
+
+    python bench/step.py --pair resnet32x4-resnet8x4 --objective ijckd --batch 64
+    python bench/step.py --pair resnet8x4 --objective ce --batch 64          # teacher training
+    python bench/step.py --pair resnet32x4-resnet8x4 --objective ijckd --eval
+    python bench/step.py --input --batch 64                                 # the host input pipeline
+
+Same architectures (ijckd_jax.torch_models), same loss (the paper's PyTorch algorithms),
+same update (torch.optim.SGD, Nesterov, weight decay). After warm-up the two steps run in
+alternation, so that both see the same machine state; the median of each is reported with
+images/s and the ratio ours / PyTorch (below 1 means we are faster). Compile time is
+reported separately. Benchmarks are not tests: nothing asserts a time.
+"""
+import argparse
+import os
+import resource
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from ijckd_jax.config import distillation_config  # noqa: E402
+from ijckd_jax.convert import convert_state_dict  # noqa: E402
+from ijckd_jax.torch_models import create_torch_model, torch_classifier  # noqa: E402
+from ijckd_jax.train import Mesh, create_experiment  # noqa: E402
+
+SUPPORTED = ('ce', 'kd', 'srrl', 'simkd', 'ijckd')
+
+
+def parse_arguments():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--pair', default='resnet32x4-resnet8x4', help="'teacher-student', or one model for ce")
+    parser.add_argument('--objective', default='ijckd', choices=SUPPORTED)
+    parser.add_argument('--batch', type=int, default=64)
+    parser.add_argument('--image-size', type=int, default=32)
+    parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
+    parser.add_argument('--repeats', type=int, default=10)
+    parser.add_argument('--eval', action='store_true', help='time the evaluation step instead')
+    parser.add_argument('--input', action='store_true', help='time the host input pipeline alone')
+    return parser.parse_args()
+
+
+def build_config(arguments):
+    teacher, _, student = arguments.pair.rpartition('-')
+    config = distillation_config(arguments.objective, f'{teacher or student}-{student}')
+    if arguments.objective == 'ce':
+        config.teacher.model = ''
+    config.data.image_size, config.dtype = arguments.image_size, arguments.dtype
+    config.global_batch_size = config.eval_batch_size = arguments.batch
+    config.data.num_classes = 1000 if arguments.image_size > 64 else 100
+    return config
+
+
+class TorchStep:
+    """The same step in PyTorch: teacher in eval mode under no_grad, the paper's algorithms."""
+
+    def __init__(self, config, teacher_state):
+        torch.manual_seed(0)
+        classes = config.data.num_classes
+        self.objective = config.loss.name
+        self.student = create_torch_model(config.student.model, classes).train()
+        self.student_classifier = torch_classifier(config.student.model, self.student)
+        self.teacher = (create_torch_model(config.teacher.model, classes).eval()
+                        if config.teacher.model else None)
+        if self.teacher is not None:
+            self.teacher.load_state_dict(teacher_state)
+            self.teacher_classifier = torch_classifier(config.teacher.model, self.teacher)
+        trainable = list(self.student.parameters())
+        self.connector = None
+        if self.objective in ('srrl', 'simkd', 'ijckd'):
+            student_channels = self.feature_channels(self.student, config)
+            teacher_channels = self.feature_channels(self.teacher, config)
+            self.connector = torch.nn.Sequential(
+                torch.nn.Conv2d(student_channels, teacher_channels, 1, bias=False),
+                torch.nn.BatchNorm2d(teacher_channels), torch.nn.ReLU()).train()
+            trainable += list(self.connector.parameters())
+        self.optimizer = torch.optim.SGD(trainable, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+        self.mean = torch.tensor(config.data.mean).view(1, 3, 1, 1)
+        self.std = torch.tensor(config.data.std).view(1, 3, 1, 1)
+
+    @staticmethod
+    def feature_channels(model, config):
+        """Channels of the map the model's classifier pools; the model's mode is kept."""
+        size, training = config.data.image_size, model.training
+        with torch.no_grad():
+            channels = model.eval().feature_map(torch.zeros(1, 3, size, size)).shape[1]
+        model.train(training)
+        return channels
+
+    def __call__(self, images, labels):
+        x = (images.permute(0, 3, 1, 2).float() / 255 - self.mean) / self.std
+        features = self.student.feature_map(x)
+        logits = self.student_classifier(F.adaptive_avg_pool2d(features, 1).flatten(1))
+        if self.teacher is None:
+            loss = F.cross_entropy(logits, labels)
+        else:
+            with torch.no_grad():
+                teacher_features = self.teacher.feature_map(x)
+                teacher_logits = self.teacher_classifier(
+                    F.adaptive_avg_pool2d(teacher_features, 1).flatten(1))
+            loss = self.loss(features, logits, teacher_features, teacher_logits, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss
+
+    @torch.no_grad()
+    def evaluate(self, images):
+        """What our eval step computes: the evaluation classifier's logits and, with a
+        teacher, its logits too (for the error bound's terms)."""
+        for module in (self.student, self.connector):
+            if module is not None:
+                module.eval()
+        x = (images.permute(0, 3, 1, 2).float() / 255 - self.mean) / self.std
+        features = self.student.feature_map(x)
+        if self.connector is not None:
+            features = self.connector(features)
+        classifier = self.teacher_classifier if self.connector is not None else self.student_classifier
+        logits = classifier(F.adaptive_avg_pool2d(features, 1).flatten(1))
+        if self.teacher is not None:
+            self.teacher(x).argmax(1)
+        return logits.argmax(1)
+
+    def loss(self, features, logits, teacher_features, teacher_logits, labels):
+        if self.objective == 'kd':
+            divergence = F.kl_div(F.log_softmax(logits / 4, 1), F.softmax(teacher_logits / 4, 1),
+                                  reduction='batchmean')
+            return 0.1 * F.cross_entropy(logits, labels) + 0.9 * 16 * divergence
+        aligned = self.connector(features)
+        reclassified = self.teacher_classifier(F.adaptive_avg_pool2d(aligned, 1).flatten(1))
+        if self.objective == 'simkd':
+            return F.mse_loss(aligned, teacher_features)
+        if self.objective == 'srrl':
+            return (F.cross_entropy(logits, labels) + F.mse_loss(reclassified, teacher_logits)
+                    + F.mse_loss(aligned, teacher_features))
+        return F.cross_entropy(reclassified, labels) + F.mse_loss(reclassified, teacher_logits)
+
+
+def time_call(function):
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def compare(arguments, ours, theirs):
+    """Warm-up, then the two in alternation; prints the medians and the ratio."""
+    compile_seconds = time_call(ours)  # the first call traces and compiles
+    theirs()
+    for _ in range(2):
+        ours(), theirs()
+    our_times, their_times = [], []
+    for _ in range(arguments.repeats):
+        our_times.append(time_call(ours))
+        their_times.append(time_call(theirs))
+    ours_median, theirs_median = statistics.median(our_times), statistics.median(their_times)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f'| {arguments.pair} | {"eval" if arguments.eval else arguments.objective} | {arguments.batch} '
+          f'| {arguments.dtype} | {ours_median * 1000:.0f} ms ({arguments.batch / ours_median:.0f} img/s) '
+          f'| {theirs_median * 1000:.0f} ms ({arguments.batch / theirs_median:.0f} img/s) '
+          f'| {ours_median / theirs_median:.2f} | {compile_seconds:.1f} s | {peak:.0f} MiB |')
+
+
+def main():
+    arguments = parse_arguments()
+    print(f'jax {jax.__version__} on {jax.devices()[0].device_kind} ×{jax.device_count()}, '
+          f'torch {torch.__version__} with {torch.get_num_threads()} threads')
+    print('| pair | step | batch | dtype | ours | PyTorch | ours / PyTorch | compile | peak RSS |')
+    print('| --- | --- | --- | --- | --- | --- | --- | --- | --- |')
+    if arguments.input:
+        return benchmark_input(arguments)
+    config = build_config(arguments)
+    mesh = Mesh()
+    teacher_state, teacher_variables = None, {}
+    if config.teacher.model:
+        teacher_torch = create_torch_model(config.teacher.model, config.data.num_classes)
+        teacher_state = teacher_torch.state_dict()
+        teacher_variables = convert_state_dict({k: v.numpy() for k, v in teacher_state.items()},
+                                               config.teacher.model)
+    experiment = create_experiment(config, mesh, 1000, teacher_variables)
+    rng = np.random.default_rng(0)
+    size = config.data.image_size
+    images = rng.integers(0, 256, (arguments.batch, size, size, 3), dtype=np.uint8)
+    labels = rng.integers(0, config.data.num_classes, arguments.batch).astype(np.int32)
+    global_images, global_labels = mesh.shard(images, labels)
+    torch_step = TorchStep(config, teacher_state)
+    torch_images, torch_labels = torch.from_numpy(images), torch.from_numpy(labels).long()
+    state = [experiment.state]
+
+    if arguments.eval:
+        mask = mesh.shard(np.ones(arguments.batch, bool))[0]
+
+        def ours():
+            jax.block_until_ready(experiment.eval_step(state[0], experiment.teacher_variables,
+                                                       global_images, global_labels, mask))
+
+        def theirs():
+            torch_step.evaluate(torch_images)
+    else:
+        def ours():
+            state[0], metrics = experiment.train_step(state[0], experiment.teacher_variables,
+                                                      global_images, global_labels)
+            jax.block_until_ready(metrics)
+
+        def theirs():
+            torch_step(torch_images, torch_labels)
+    compare(arguments, ours, theirs)
+
+
+def benchmark_input(arguments):
+    """Images/s the host pipeline delivers (crop, flip, batch) from a CIFAR-sized split."""
+    from ijckd_jax.data import Split, train_batches
+
+    rng = np.random.default_rng(0)
+    split = Split(rng.integers(0, 256, (50_000, 32, 32, 3), dtype=np.uint8),
+                  rng.integers(0, 100, 50_000).astype(np.int32))
+    steps = 50_000 // arguments.batch
+    start = time.perf_counter()
+    for _ in train_batches(split, arguments.batch, steps, seed=0, epoch=0, process_index=0):
+        pass
+    seconds = time.perf_counter() - start
+    print(f'| input pipeline (host) | one CIFAR epoch | {arguments.batch} | uint8 | '
+          f'{steps * arguments.batch / seconds:.0f} img/s | — | — | — | — |')
+
+
+if __name__ == '__main__':
+    main()

@@ -94,7 +94,7 @@ class TorchStep:
         return channels
 
     def __call__(self, images, labels):
-        x = (images.permute(0, 3, 1, 2).float() / 255 - self.mean) / self.std
+        x = self.normalize(images)
         features = self.student.feature_map(x)
         logits = self.student_classifier(F.adaptive_avg_pool2d(features, 1).flatten(1))
         if self.teacher is None:
@@ -110,6 +110,10 @@ class TorchStep:
         self.optimizer.step()
         return loss
 
+    def normalize(self, images):
+        """uint8 NHWC → normalised float NCHW, as our step's normalize does on the device."""
+        return (images.permute(0, 3, 1, 2).float() / 255 - self.mean) / self.std
+
     @torch.no_grad()
     def evaluate(self, images):
         """What our eval step computes: the evaluation classifier's logits and, with a
@@ -117,7 +121,7 @@ class TorchStep:
         for module in (self.student, self.connector):
             if module is not None:
                 module.eval()
-        x = (images.permute(0, 3, 1, 2).float() / 255 - self.mean) / self.std
+        x = self.normalize(images)
         features = self.student.feature_map(x)
         if self.connector is not None:
             features = self.connector(features)

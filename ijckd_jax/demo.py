@@ -8,21 +8,20 @@ from ijckd_jax.objectives import resolve_weights
 from ijckd_jax.train import train_and_evaluate
 
 
-def method_config(config, method, teacher_directory):
-    """The demo's student trained with `method`, the teacher loaded from teacher_directory."""
+def single_run_config(config, model):
+    """A copy of the demo's config for one ordinary run that trains `model`."""
     derived = ml_collections.ConfigDict(config.to_dict())
     del derived['demo']
-    derived.student.model = config.demo.student
-    derived.loss = ml_collections.ConfigDict(dict(name=method, **resolve_weights(method)))
-    if method != 'ce':
-        derived.teacher.model, derived.teacher.checkpoint = config.demo.teacher, teacher_directory
+    derived.student.model = model
     return derived
 
 
-def teacher_config(config):
-    derived = ml_collections.ConfigDict(config.to_dict())
-    del derived['demo']
-    derived.student.model = config.demo.teacher
+def method_config(config, method, teacher_directory):
+    """The demo's student trained with `method`, the teacher loaded from teacher_directory."""
+    derived = single_run_config(config, config.demo.student)
+    derived.loss = ml_collections.ConfigDict(dict(name=method, **resolve_weights(method)))
+    if method != 'ce':
+        derived.teacher.model, derived.teacher.checkpoint = config.demo.teacher, teacher_directory
     return derived
 
 
@@ -30,8 +29,9 @@ def run_demo(config, workdir):
     """Trains the teacher, then the student with each method; prints and returns the table."""
     runs = 1 + len(config.demo.methods)
     logging.info('Demo 1/%d: the teacher %s with cross-entropy.', runs, config.demo.teacher)
-    rows = [(f'teacher {config.demo.teacher}', 'ce',
-             train_and_evaluate(teacher_config(config), os.path.join(workdir, 'teacher')))]
+    teacher_summary = train_and_evaluate(single_run_config(config, config.demo.teacher),
+                                         os.path.join(workdir, 'teacher'))
+    rows = [(f'teacher {config.demo.teacher}', 'ce', teacher_summary)]
     teacher_directory = os.path.join(workdir, 'teacher', 'export')
     for index, method in enumerate(config.demo.methods, start=2):
         logging.info('Demo %d/%d: the student %s with %s.', index, runs, config.demo.student, method)

@@ -3,7 +3,8 @@
     python bench/step.py --pair resnet32x4-resnet8x4 --objective ijckd --batch 64
     python bench/step.py --pair resnet8x4 --objective ce --batch 64          # teacher training
     python bench/step.py --pair resnet32x4-resnet8x4 --objective ijckd --eval
-    python bench/step.py --input --batch 64                                 # the host input pipeline
+    python bench/step.py --pair resnet32x4-resnet8x4 --data-on-device     # batches drawn in the step
+    python bench/step.py --input --batch 64          # the input alone: host pipeline vs on the device
 
 Same architectures (ijckd_jax.torch_models), same loss (the paper's PyTorch algorithms),
 same update (torch.optim.SGD, Nesterov, weight decay). After warm-up the two steps run in
@@ -12,6 +13,7 @@ images/s and the ratio ours / PyTorch (below 1 means we are faster). Compile tim
 reported separately. Benchmarks are not tests: nothing asserts a time.
 """
 import argparse
+import functools
 import os
 import resource
 import statistics
@@ -26,11 +28,15 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from ijckd_jax.config import distillation_config  # noqa: E402
+from ijckd_jax.data import Split, train_batches  # noqa: E402
+from ijckd_jax.device_data import draw_batch, epoch_order, place_split  # noqa: E402
 from ijckd_jax.convert import convert_state_dict  # noqa: E402
 from ijckd_jax.torch_models import create_torch_model, torch_classifier  # noqa: E402
 from ijckd_jax.train import Mesh, create_experiment  # noqa: E402
 
 SUPPORTED = ('ce', 'kd', 'srrl', 'simkd', 'ijckd')
+EXAMPLES = 50_000  # CIFAR's training split
+STEPS_PER_EPOCH = 781
 
 
 def parse_arguments():
@@ -42,7 +48,10 @@ def parse_arguments():
     parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
     parser.add_argument('--repeats', type=int, default=10)
     parser.add_argument('--eval', action='store_true', help='time the evaluation step instead')
-    parser.add_argument('--input', action='store_true', help='time the host input pipeline alone')
+    parser.add_argument('--input', action='store_true',
+                        help='time the input alone: the host pipeline and the on-device draw')
+    parser.add_argument('--data-on-device', action='store_true',
+                        help='our step draws its batch from a CIFAR-sized split held on the devices')
     return parser.parse_args()
 
 
@@ -186,12 +195,17 @@ def main():
         teacher_state = teacher_torch.state_dict()
         teacher_variables = convert_state_dict({k: v.numpy() for k, v in teacher_state.items()},
                                                config.teacher.model)
-    experiment = create_experiment(config, mesh, 1000, teacher_variables)
+    experiment = create_experiment(config, mesh, STEPS_PER_EPOCH, teacher_variables,
+                                   data_on_device=arguments.data_on_device)
     rng = np.random.default_rng(0)
     size = config.data.image_size
     images = rng.integers(0, 256, (arguments.batch, size, size, 3), dtype=np.uint8)
     labels = rng.integers(0, config.data.num_classes, arguments.batch).astype(np.int32)
     global_images, global_labels = mesh.shard(images, labels)
+    inputs = (global_images, global_labels)
+    if arguments.data_on_device:
+        split = place_split(cifar_sized_split(size, config.data.num_classes), mesh)
+        inputs = (*split, epoch_order(split, 0, mesh, config.seed))
     torch_step = TorchStep(config, teacher_state)
     torch_images, torch_labels = torch.from_numpy(images), torch.from_numpy(labels).long()
     state = [experiment.state]
@@ -207,8 +221,7 @@ def main():
             torch_step.evaluate(torch_images)
     else:
         def ours():
-            state[0], metrics = experiment.train_step(state[0], experiment.teacher_variables,
-                                                      global_images, global_labels)
+            state[0], metrics = experiment.train_step(state[0], experiment.teacher_variables, *inputs)
             jax.block_until_ready(metrics)
 
         def theirs():
@@ -216,20 +229,34 @@ def main():
     compare(arguments, ours, theirs)
 
 
-def benchmark_input(arguments):
-    """Images/s the host pipeline delivers (crop, flip, batch) from a CIFAR-sized split."""
-    from ijckd_jax.data import Split, train_batches
-
+def cifar_sized_split(size=32, classes=100):
     rng = np.random.default_rng(0)
-    split = Split(rng.integers(0, 256, (50_000, 32, 32, 3), dtype=np.uint8),
-                  rng.integers(0, 100, 50_000).astype(np.int32))
-    steps = 50_000 // arguments.batch
+    return Split(rng.integers(0, 256, (EXAMPLES, size, size, 3), dtype=np.uint8),
+                 rng.integers(0, classes, EXAMPLES).astype(np.int32))
+
+
+def benchmark_input(arguments):
+    """Images/s each input path delivers to the devices from a CIFAR-sized split: the host
+    pipeline (crop, flip, batch, transfer) and the on-device draw (gather, crop, flip)."""
+    split, mesh = cifar_sized_split(), Mesh()
+    steps = EXAMPLES // arguments.batch
     start = time.perf_counter()
-    for _ in train_batches(split, arguments.batch, steps, seed=0, epoch=0, process_index=0):
-        pass
-    seconds = time.perf_counter() - start
-    print(f'| input pipeline (host) | one CIFAR epoch | {arguments.batch} | uint8 | '
-          f'{steps * arguments.batch / seconds:.0f} img/s | — | — | — | — |')
+    for images, labels in train_batches(split, arguments.batch, steps, seed=0, epoch=0, process_index=0):
+        jax.block_until_ready(mesh.shard(images, labels))
+    host = steps * arguments.batch / (time.perf_counter() - start)
+    on_device = place_split(split, mesh)
+    draw = jax.jit(functools.partial(draw_batch, mesh=mesh, seed=0, steps_per_epoch=steps,
+                                     global_batch=arguments.batch))
+    order = epoch_order(on_device, 0, mesh, seed=0)
+    jax.block_until_ready(draw(on_device, order, 0))
+    start = time.perf_counter()
+    for step in range(steps):
+        jax.block_until_ready(draw(on_device, order, step))
+    device = steps * arguments.batch / (time.perf_counter() - start)
+    print(f'| input: host pipeline | one CIFAR epoch | {arguments.batch} | uint8 | {host:.0f} img/s '
+          '| — | — | — | — |')
+    print(f'| input: on the device | one CIFAR epoch | {arguments.batch} | uint8 | {device:.0f} img/s '
+          '| — | — | — | — |')
 
 
 if __name__ == '__main__':

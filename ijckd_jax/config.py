@@ -22,7 +22,9 @@ def base_config(data=CIFAR100):
     """Every field a run reads, with the CIFAR-100 protocol of the paper §4.1 as defaults."""
     config = ml_collections.ConfigDict()
     config.seed = 0
-    config.data = ml_collections.ConfigDict(dict(data, data_dir='', download=False))
+    # on_device: an in-memory training split that fits is held on the devices, and each
+    # step's batch is drawn, cropped and flipped inside the jitted step (device_data.py).
+    config.data = ml_collections.ConfigDict(dict(data, data_dir='', download=False, on_device=True))
     config.student = ml_collections.ConfigDict(dict(model='resnet8x4'))
     config.teacher = ml_collections.ConfigDict(dict(model='', checkpoint=''))
     config.loss = ml_collections.ConfigDict(dict(name='ce'))

@@ -7,6 +7,7 @@ statistics are those of the global batch. The teacher is loaded at every start a
 written into the student's checkpoints.
 """
 import functools
+import itertools
 import json
 import os
 import time
@@ -23,6 +24,7 @@ from clu import metric_writers, parameter_overview
 from jax.sharding import NamedSharding, PartitionSpec
 
 from ijckd_jax import data as input_data
+from ijckd_jax import device_data
 from ijckd_jax.bound import bound_sums, classifier_comparison
 from ijckd_jax.config import validate_config
 from ijckd_jax.distillation import build_distiller, evaluation_logits, forward, init_trainable
@@ -102,6 +104,15 @@ def train_step(state, teacher_variables, images, labels, *, distiller, objective
     metrics = {'loss': loss, **{f'loss_{name}': value for name, value in terms.items()},
                'train_top1': jnp.mean(predictions == labels)}
     return TrainState(state.step + 1, params, batch_stats, opt_state), metrics
+
+
+def train_step_on_device(state, teacher_variables, split_images, split_labels, order, *, mesh, seed,
+                         steps_per_epoch, global_batch, **step_settings):
+    """train_step on the batch of the state's step, drawn from the split held on the devices."""
+    images, labels = device_data.draw_batch(
+        device_data.DeviceSplit(split_images, split_labels), order, state.step, mesh, seed=seed,
+        steps_per_epoch=steps_per_epoch, global_batch=global_batch)
+    return train_step(state, teacher_variables, images, labels, **step_settings)
 
 
 def count_correct(logits, labels, mask):
@@ -228,13 +239,16 @@ class Experiment(NamedTuple):
     distiller: Any
     state: TrainState
     teacher_variables: Any
-    train_step: Callable  # (state, teacher_variables, images, labels) -> (state, metrics)
+    # (state, teacher_variables, *training_inputs) -> (state, metrics): the inputs are a
+    # sharded batch (images, labels), or the split held on the devices and the epoch's order.
+    train_step: Callable
     eval_step: Callable   # (state, teacher_variables, images, labels, mask) -> hits
     teacher_eval_step: Optional[Callable]  # (teacher_variables, images, labels, mask) -> hits
 
 
-def create_experiment(config, mesh, steps_per_epoch, teacher_variables) -> Experiment:
-    """The modules, the initial state (replicated) and the jitted steps of `config`."""
+def create_experiment(config, mesh, steps_per_epoch, teacher_variables, data_on_device=False) -> Experiment:
+    """The modules, the initial state (replicated) and the jitted steps of `config`; with
+    `data_on_device`, the train step draws its batch from the split held on the devices."""
     weights = resolve_weights(config.loss.name, {k: v for k, v in config.loss.items() if k != 'name'})
     distiller = build_distiller(config.loss.name, config.student.model, config.teacher.model or None,
                                 config.data.num_classes, config.connector.kind,
@@ -244,9 +258,15 @@ def create_experiment(config, mesh, steps_per_epoch, teacher_variables) -> Exper
                                       image_size=config.data.image_size),
                     out_shardings=mesh.replicated)(jax.random.key(config.seed))
     normalization = dict(mean=tuple(config.data.mean), std=tuple(config.data.std))
-    step = jax.jit(functools.partial(train_step, distiller=distiller, objective_name=config.loss.name,
-                                     weights=weights, optimizer=optimizer, **normalization),
-                   donate_argnums=0)
+    step_settings = dict(distiller=distiller, objective_name=config.loss.name, weights=weights,
+                         optimizer=optimizer, **normalization)
+    if data_on_device:
+        step = functools.partial(train_step_on_device, mesh=mesh, seed=config.seed,
+                                 steps_per_epoch=steps_per_epoch,
+                                 global_batch=config.global_batch_size, **step_settings)
+    else:
+        step = functools.partial(train_step, **step_settings)
+    step = jax.jit(step, donate_argnums=0)
     evaluation = jax.jit(functools.partial(eval_step, distiller=distiller,
                                            objective_name=config.loss.name, **normalization))
     teacher_evaluation = None
@@ -267,7 +287,9 @@ def train_and_evaluate(config, workdir):
     os.makedirs(workdir, exist_ok=True)
     mesh = Mesh()
     pipeline = input_data.Pipeline(config, jax.process_index(), jax.process_count())
-    experiment = create_experiment(config, mesh, pipeline.steps_per_epoch, teacher_variables)
+    device_split = place_training_data(config, pipeline, mesh)
+    experiment = create_experiment(config, mesh, pipeline.steps_per_epoch, teacher_variables,
+                                   data_on_device=device_split is not None)
     writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
     manager = checkpoint_manager(workdir, config.checkpoints_to_keep)
     try:
@@ -280,7 +302,8 @@ def train_and_evaluate(config, workdir):
             logging.info('Teacher %s: top-1 %.2f%%, top-5 %.2f%%.', config.teacher.model,
                          teacher_accuracy['top1'], teacher_accuracy['top5'])
             writer.write_scalars(int(state.step), {f'teacher_{k}': v for k, v in teacher_accuracy.items()})
-        state, history = train_epochs(config, experiment, state, pipeline, mesh, writer, manager, workdir)
+        state, history = train_epochs(config, experiment, state, pipeline, device_split, mesh, writer,
+                                      manager, workdir)
     finally:
         manager.wait_until_finished()
         writer.flush()
@@ -315,7 +338,29 @@ def restore_or_start(manager, state, config, writer):
     return state
 
 
-def train_epochs(config, experiment, state, pipeline, mesh, writer, manager, workdir):
+def place_training_data(config, pipeline, mesh):
+    """The training split sharded over the devices, where config.data.on_device asks for it
+    and an in-memory split fits (device_data.MEMORY_FRACTION); else None: the host feeds batches."""
+    if not (config.data.on_device and pipeline.in_memory):
+        return None
+    if not device_data.fits_on_devices(pipeline.train_split, mesh.mesh.local_devices):
+        logging.info('The training split does not fit on the devices: the host feeds the batches.')
+        return None
+    split = device_data.place_split(pipeline.train_split, mesh)
+    logging.info('Training split on the devices: %d examples, %.1f MiB; crops and flips in the step.',
+                 split.labels.shape[0], split.images.nbytes / 2**20)
+    return split
+
+
+def training_inputs(pipeline, device_split, mesh, epoch, start_step):
+    """The train step's inputs after (state, teacher_variables), one per step of `epoch`."""
+    if device_split is None:
+        return (mesh.shard(images, labels) for images, labels in pipeline.train_epoch(epoch, start_step))
+    order = device_data.epoch_order(device_split, epoch, mesh, pipeline.seed)
+    return itertools.repeat((*device_split, order), pipeline.steps_per_epoch - start_step)
+
+
+def train_epochs(config, experiment, state, pipeline, device_split, mesh, writer, manager, workdir):
     """The epochs from the state's step on: train, evaluate, checkpoint; returns the history."""
     steps_per_epoch = pipeline.steps_per_epoch
     step = int(state.step)
@@ -323,9 +368,8 @@ def train_epochs(config, experiment, state, pipeline, mesh, writer, manager, wor
     progress = Progress(steps_per_epoch * config.num_epochs, step, config.global_batch_size, writer,
                         config.log_every_steps)
     for epoch in range(step // steps_per_epoch, config.num_epochs):
-        for images, labels in pipeline.train_epoch(epoch, step % steps_per_epoch):
-            state, metrics = experiment.train_step(state, experiment.teacher_variables,
-                                                   *mesh.shard(images, labels))
+        for inputs in training_inputs(pipeline, device_split, mesh, epoch, step % steps_per_epoch):
+            state, metrics = experiment.train_step(state, experiment.teacher_variables, *inputs)
             progress.record(metrics)
         progress.flush()
         step = int(state.step)

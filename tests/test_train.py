@@ -148,10 +148,12 @@ def final_state(workdir):
     return checkpoints.restore(checkpoints.latest_step(), args=ocp.args.StandardRestore())
 
 
-def test_a_resumed_run_ends_as_an_uninterrupted_one(teacher, tmp_path):
+@pytest.mark.parametrize('on_device', [True, False], ids=['data_on_device', 'host_batches'])
+def test_a_resumed_run_ends_as_an_uninterrupted_one(teacher, tmp_path, on_device):
     def config(epochs):
         result = shrink(cifar_ijckd.get_config('resnet8-wrn_16_1'), num_epochs=epochs)
         result.teacher.checkpoint = str(teacher[0] / 'export')
+        result.data.on_device = on_device
         return result
 
     with tfds.testing.mock_data(num_examples=EXAMPLES):

@@ -4,6 +4,8 @@ A config file's `get_config(arg)` takes a variant string such as
 'resnet32x4-resnet8x4,connector=1x1-3x3-1x1,alpha_ce=0.2': the teacher-student pair, then
 settings of the connector or the objective.
 """
+import os
+
 import ml_collections
 
 from ijckd_jax.connectors import check_connector_name
@@ -106,6 +108,11 @@ def validate_config(config, device_count):
         if config[name] <= 0 or config[name] % device_count:
             raise ValueError(f'config.{name}={config[name]} must be a positive multiple of the '
                              f'{device_count} devices the batch is sharded over.')
+    dataset = config.data.dataset
+    if dataset.startswith(('/', '.', '~')) and not os.path.isdir(dataset):
+        raise ValueError(f"config.data.dataset='{dataset}' is a path but not a directory. Give an "
+                         'image folder with train/ and test/ class folders, or a tfds name such '
+                         "as 'cifar100'.")
     if config.dtype not in ('float32', 'bfloat16'):
         raise ValueError(f"config.dtype must be 'float32' or 'bfloat16', got '{config.dtype}'.")
 

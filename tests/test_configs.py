@@ -97,6 +97,15 @@ def test_unknown_config_field_on_the_command_line_names_the_valid_fields(tmp_pat
     assert not (tmp_path / 'run').exists()
 
 
+def test_a_missing_image_folder_is_named_before_any_work(tmp_path):
+    config = load(os.path.join(REPOSITORY, 'configs', 'cifar_teacher.py')).get_config('resnet8')
+    config.data.dataset = str(tmp_path / 'cifar10_jpeg')
+    with pytest.raises(ValueError, match='cifar10_jpeg\' is a path but not a directory'):
+        validate_config(config, device_count=4)
+    (tmp_path / 'cifar10_jpeg').mkdir()
+    validate_config(config, device_count=4)
+
+
 def test_batch_not_divisible_by_the_devices_is_refused():
     config = load(os.path.join(REPOSITORY, 'configs', 'cifar_teacher.py')).get_config('resnet8')
     config.global_batch_size = 6

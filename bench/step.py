@@ -92,6 +92,7 @@ class TorchStep:
         self.optimizer = torch.optim.SGD(trainable, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
         self.mean = torch.tensor(config.data.mean).view(1, 3, 1, 1)
         self.std = torch.tensor(config.data.std).view(1, 3, 1, 1)
+        self.bfloat16 = config.dtype == 'bfloat16'
 
     @staticmethod
     def feature_channels(model, config):
@@ -103,21 +104,24 @@ class TorchStep:
         return channels
 
     def __call__(self, images, labels):
-        x = self.normalize(images)
-        features = self.student.feature_map(x)
-        logits = self.student_classifier(F.adaptive_avg_pool2d(features, 1).flatten(1))
-        if self.teacher is None:
-            loss = F.cross_entropy(logits, labels)
-        else:
-            with torch.no_grad():
-                teacher_features = self.teacher.feature_map(x)
-                teacher_logits = self.teacher_classifier(
-                    F.adaptive_avg_pool2d(teacher_features, 1).flatten(1))
-            loss = self.loss(features, logits, teacher_features, teacher_logits, labels)
+        # bfloat16: PyTorch's mixed precision, as ours (bfloat16 compute, float32 parameters).
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=self.bfloat16):
+            loss = self.forward(images, labels)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         return loss
+
+    def forward(self, images, labels):
+        x = self.normalize(images)
+        features = self.student.feature_map(x)
+        logits = self.student_classifier(F.adaptive_avg_pool2d(features, 1).flatten(1))
+        if self.teacher is None:
+            return F.cross_entropy(logits, labels)
+        with torch.no_grad():
+            teacher_features = self.teacher.feature_map(x)
+            teacher_logits = self.teacher_classifier(F.adaptive_avg_pool2d(teacher_features, 1).flatten(1))
+        return self.loss(features, logits, teacher_features, teacher_logits, labels)
 
     def normalize(self, images):
         """uint8 NHWC → normalised float NCHW, as our step's normalize does on the device."""
@@ -155,6 +159,22 @@ class TorchStep:
         return F.cross_entropy(reclassified, labels) + F.mse_loss(reclassified, teacher_logits)
 
 
+def teacher_weights(config):
+    """A freshly initialised PyTorch teacher's state dict and the same weights converted."""
+    if not config.teacher.model:
+        return None, {}
+    state = create_torch_model(config.teacher.model, config.data.num_classes).state_dict()
+    return state, convert_state_dict({k: v.numpy() for k, v in state.items()}, config.teacher.model)
+
+
+def random_batch(config, batch):
+    """uint8 images and int32 labels, the same for both frameworks."""
+    rng = np.random.default_rng(0)
+    size = config.data.image_size
+    images = rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
+    return images, rng.integers(0, config.data.num_classes, batch).astype(np.int32)
+
+
 def time_call(function):
     start = time.perf_counter()
     function()
@@ -189,18 +209,11 @@ def main():
         return benchmark_input(arguments)
     config = build_config(arguments)
     mesh = Mesh()
-    teacher_state, teacher_variables = None, {}
-    if config.teacher.model:
-        teacher_torch = create_torch_model(config.teacher.model, config.data.num_classes)
-        teacher_state = teacher_torch.state_dict()
-        teacher_variables = convert_state_dict({k: v.numpy() for k, v in teacher_state.items()},
-                                               config.teacher.model)
+    teacher_state, teacher_variables = teacher_weights(config)
     experiment = create_experiment(config, mesh, STEPS_PER_EPOCH, teacher_variables,
                                    data_on_device=arguments.data_on_device)
-    rng = np.random.default_rng(0)
     size = config.data.image_size
-    images = rng.integers(0, 256, (arguments.batch, size, size, 3), dtype=np.uint8)
-    labels = rng.integers(0, config.data.num_classes, arguments.batch).astype(np.int32)
+    images, labels = random_batch(config, arguments.batch)
     global_images, global_labels = mesh.shard(images, labels)
     inputs = (global_images, global_labels)
     if arguments.data_on_device:

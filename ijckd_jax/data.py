@@ -6,7 +6,8 @@ own part of a split (tfds.split_for_jax_process, or the same contiguous cut). CI
 splits are held in memory as uint8 arrays; ImageNet-sized ones stream through tf.data. Augmentation follows
 the field (anchors §2): CIFAR, a random 32×32 crop of the image zero-padded by 4 and a
 horizontal flip; ImageNet, RandomResizedCrop(224) and a flip, evaluated at Resize(256) +
-CenterCrop(224). Normalisation happens on the device, inside the jitted step.
+CenterCrop(224). Normalisation happens on the device, inside the jitted step; by default an
+in-memory training split goes on the devices whole and is augmented there (device_data.py).
 """
 import os
 from typing import Iterator, NamedTuple

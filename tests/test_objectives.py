@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ijckd_jax.distillation import build_distiller, evaluation_logits, forward, init_trainable
-from ijckd_jax.objectives import OBJECTIVES, DistillationOutputs, get_objective, resolve_weights
+from ijckd_jax.objectives import OBJECTIVES, DistillationOutputs, get_objective, resolve_settings
 
 BATCH, CLASSES, CHANNELS = 8, 10, 6
 
@@ -76,8 +76,8 @@ SETTINGS = [(name, {}) for name in OBJECTIVES] + [
 def test_objective_matches_torch_formula(name, overrides):
     outputs = random_outputs()
     labels = np.random.default_rng(1).integers(0, CLASSES, BATCH).astype(np.int32)
-    weights = resolve_weights(name, overrides)
-    loss, terms = get_objective(name).function(outputs, labels, weights)
+    weights = resolve_settings(name, overrides)
+    loss, terms = get_objective(name).loss(outputs, labels, weights)
     expected = torch_reference(name, outputs, labels, weights).item()
     assert abs(float(loss) - expected) <= 1e-5 * max(1.0, abs(expected))
     assert abs(sum(float(value) for value in terms.values()) - float(loss)) < 1e-5
@@ -96,7 +96,7 @@ def test_evaluation_classifier_of_each_objective():
 
 
 @pytest.mark.parametrize('name, overrides, message', [
-    ('ijckd2', {}, 'valid objectives: ce, ce_teacher_classifier, kd, srrl, simkd, ijckd, ijckd_joint'),
+    ('ijckd2', {}, "Did you mean 'ijckd'\\? Valid objectives: ce, ce_teacher_classifier, ijckd, ijckd_distance"),
     ('ijckd', {'logit_loss': 'l1'}, 'valid logit losses: mse, cosine, ce'),
     ('ijckd', {'alpha_ce': -0.1}, 'alpha_ce=-0.1 .* must be a finite number'),
     ('ijckd', {'alpha_lm': float('nan')}, 'alpha_lm=nan .* must be a finite number'),
@@ -106,7 +106,7 @@ def test_evaluation_classifier_of_each_objective():
 ])
 def test_bad_settings_name_the_valid_choices(name, overrides, message):
     with pytest.raises(ValueError, match=message):
-        resolve_weights(name, overrides)
+        resolve_settings(name, overrides)
 
 
 def nonzero(tree):
@@ -121,12 +121,12 @@ def test_gradients_reach_what_trains_and_never_the_teacher(name):
     labels = jnp.arange(4) % CLASSES
     variables = init_trainable(distiller, jax.random.key(1), images)
     teacher_variables = distiller.teacher.init(jax.random.key(2), images) if distiller.teacher else {}
-    objective, weights = get_objective(name), resolve_weights(name)
+    objective, weights = get_objective(name), resolve_settings(name)
 
     def loss(trainable_params, teacher_variables):
         merged = {part: {**value, 'params': trainable_params[part]} for part, value in variables.items()}
         outputs, _ = forward(distiller, merged, teacher_variables, images, train=True)
-        return objective.function(outputs, labels, weights)[0]
+        return objective.loss(outputs, labels, weights)[0]
 
     trainable_params = {part: value['params'] for part, value in variables.items()}
     gradients, teacher_gradients = jax.grad(loss, argnums=(0, 1))(trainable_params, teacher_variables)
@@ -162,7 +162,7 @@ def test_whole_distillation_loss_matches_the_papers_pytorch_code(name):
                  'connector': state_dict_to_variables(copy(connector), shapes['connector'], 'connector')}
     teacher_variables = convert_state_dict(copy(net_t), 'resnet8x4')
     outputs, _ = forward(distiller, variables, teacher_variables, images, train=True)
-    loss, _ = get_objective(name).function(outputs, labels, resolve_weights(name))
+    loss, _ = get_objective(name).loss(outputs, labels, resolve_settings(name))
 
     x, y = torch.from_numpy(images.transpose(0, 3, 1, 2)), torch.from_numpy(labels).long()
     with torch.no_grad():
@@ -177,3 +177,24 @@ def test_whole_distillation_loss_matches_the_papers_pytorch_code(name):
             'ijckd': F.cross_entropy(logits_aux, y) + F.mse_loss(logits_aux, logits_t),
         }[name].item()
     assert abs(float(loss) - expected) <= 1e-5 * max(1.0, abs(expected))
+
+
+def test_distance_penalty_gradient_is_torchs_where_the_classifiers_are_equal():
+    """Algorithm 5's ‖W_t − W_s‖_F at W_s = W_t: torch.norm's gradient there is 0; a plain
+    jnp.linalg.norm gives NaN, which would poison every parameter of the step."""
+    outputs = random_outputs()
+    outputs = outputs._replace(student_classifier_weight=outputs.teacher_classifier_weight.copy())
+    labels = np.arange(BATCH) % CLASSES
+    settings = resolve_settings('ijckd_distance')
+
+    def loss(student_weight):
+        return get_objective('ijckd_distance').loss(
+            outputs._replace(student_classifier_weight=student_weight), labels, settings)[0]
+
+    gradient = jax.grad(loss)(jnp.asarray(outputs.student_classifier_weight))
+    student_weight = torch.tensor(outputs.student_classifier_weight.T, requires_grad=True)
+    torch.norm(torch.from_numpy(outputs.teacher_classifier_weight.T) - student_weight).backward()
+    assert np.all(np.isfinite(gradient))
+    np.testing.assert_array_equal(student_weight.grad.numpy(), 0)
+    assert float(loss(outputs.student_classifier_weight)) == pytest.approx(
+        float(torch_reference('ijckd_distance', outputs, labels, settings)), rel=1e-6)

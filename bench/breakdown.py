@@ -13,18 +13,15 @@ import collections
 import glob
 import os
 import re
-import sys
 import tempfile
 
 DUMP = tempfile.mkdtemp(prefix='ijckd_profile_')
 os.environ['XLA_FLAGS'] = f'{os.environ.get("XLA_FLAGS", "")} --xla_dump_to={DUMP} --xla_dump_hlo_as_text'
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import jax
+import torch
+from jax.profiler import ProfileData
 
-import jax  # noqa: E402
-import torch  # noqa: E402
-from jax.profiler import ProfileData  # noqa: E402
-
-import step as bench  # noqa: E402
+import step as bench  # bench/step.py, beside this file
 
 STEPS = 3
 

@@ -8,17 +8,13 @@ implementations are timed alternately, after a warm-up, so that load on a shared
 falls on both alike; medians are printed.
 """
 import argparse
-import os
 import statistics
-import sys
 import time
 
 import jax
 import jax.numpy as jnp
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from ijckd_jax.models.fast_conv import conv2d, plain_conv2d  # noqa: E402
+from ijckd_jax.models.fast_conv import conv2d, plain_conv2d
 
 # Step name, the arguments differentiated, and how many conv-sized passes the step makes.
 STEPS = [('forward + kernel grad', (1,), 2), ('forward + both grads', (0, 1), 3)]

@@ -14,25 +14,23 @@ reported separately. Benchmarks are not tests: nothing asserts a time.
 """
 import argparse
 import functools
-import os
 import resource
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+import numpy as np
+import torch
+import torch.nn.functional as F
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from ijckd_jax.config import distillation_config  # noqa: E402
-from ijckd_jax.data import Split, train_batches  # noqa: E402
-from ijckd_jax.device_data import draw_batch, epoch_order, place_split  # noqa: E402
-from ijckd_jax.convert import convert_state_dict  # noqa: E402
-from ijckd_jax.torch_models import create_torch_model, torch_classifier  # noqa: E402
-from ijckd_jax.train import Mesh, create_experiment  # noqa: E402
+from configs.common import cifar_distillation_config
+from ijckd_jax.convert import convert_state_dict
+from ijckd_jax.data.device import draw_batch, epoch_order, place_split
+from ijckd_jax.data.pipeline import train_batches
+from ijckd_jax.data.split import Split
+from ijckd_jax.torch_models import create_torch_model, torch_classifier
+from ijckd_jax.training.experiment import create_experiment
+from ijckd_jax.training.mesh import Mesh
 
 SUPPORTED = ('ce', 'kd', 'srrl', 'simkd', 'ijckd')
 EXAMPLES = 50_000  # CIFAR's training split
@@ -57,7 +55,7 @@ def parse_arguments():
 
 def build_config(arguments):
     teacher, _, student = arguments.pair.rpartition('-')
-    config = distillation_config(arguments.objective, f'{teacher or student}-{student}')
+    config = cifar_distillation_config(arguments.objective, f'{teacher or student}-{student}')
     if arguments.objective == 'ce':
         config.teacher.model = ''
     config.data.image_size, config.dtype = arguments.image_size, arguments.dtype

@@ -8,10 +8,10 @@ Only resnet32x4→resnet8x4 is a variant: the penalty compares the two classifie
 entry by entry, and Table 7's other pair, WRN-40-2→WRN-40-1, has classifiers of different
 widths (128 and 64 inputs), for which Algorithm 5 as printed is undefined.
 """
-from ijckd_jax.config import distillation_config
+from configs.common import cifar_distillation_config
 
 VARIANTS = ('resnet32x4-resnet8x4',)
 
 
 def get_config(arg=None):
-    return distillation_config('ijckd_distance', arg)
+    return cifar_distillation_config('ijckd_distance', arg)

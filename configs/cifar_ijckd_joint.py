@@ -4,10 +4,10 @@
     python main.py --config configs/cifar_ijckd_joint.py:resnet32x4-resnet8x4 \
         --config.teacher.checkpoint=teachers/resnet32x4 --workdir runs/joint_resnet32x4-resnet8x4
 """
-from ijckd_jax.config import distillation_config
+from configs.common import cifar_distillation_config
 
 VARIANTS = ('resnet32x4-resnet8x4', 'wrn_40_2-wrn_40_1')
 
 
 def get_config(arg=None):
-    return distillation_config('ijckd_joint', arg)
+    return cifar_distillation_config('ijckd_joint', arg)

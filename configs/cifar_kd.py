@@ -5,10 +5,10 @@
 
 Variants: Table 1's pairs, with settings ce_weight, kd_weight, temperature.
 """
-from ijckd_jax.config import TABLE1_PAIRS, distillation_config
+from configs.common import TABLE1_PAIRS, cifar_distillation_config
 
 VARIANTS = TABLE1_PAIRS
 
 
 def get_config(arg=None):
-    return distillation_config('kd', arg)
+    return cifar_distillation_config('kd', arg)

@@ -6,10 +6,10 @@
 Variants: Table 1's pairs (the paper reproduces SimKD with the 1×1 connector) and Table 2's
 connectors (connector=1x1|1x1-1x1|1x1-3x3-1x1).
 """
-from ijckd_jax.config import TABLE1_PAIRS, TABLE2_CONNECTOR_VARIANTS, distillation_config
+from configs.common import TABLE1_PAIRS, TABLE2_CONNECTOR_VARIANTS, cifar_distillation_config
 
 VARIANTS = (*TABLE1_PAIRS, *TABLE2_CONNECTOR_VARIANTS)
 
 
 def get_config(arg=None):
-    return distillation_config('simkd', arg)
+    return cifar_distillation_config('simkd', arg)

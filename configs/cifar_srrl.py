@@ -6,10 +6,10 @@ features, teacher logits) + β·MSE(features); the student's own classifier at t
 
 Variants: Table 1's pairs, with settings alpha, beta, connector.
 """
-from ijckd_jax.config import TABLE1_PAIRS, distillation_config
+from configs.common import TABLE1_PAIRS, cifar_distillation_config
 
 VARIANTS = TABLE1_PAIRS
 
 
 def get_config(arg=None):
-    return distillation_config('srrl', arg)
+    return cifar_distillation_config('srrl', arg)

@@ -3,18 +3,23 @@
     python main.py --config configs/cifar_teacher.py:resnet32x4 --workdir runs/teacher_resnet32x4
 
 The last epoch's model is written to WORKDIR/export, which distillation runs load with
---config.teacher.checkpoint=WORKDIR/export. Variants: any model of the CIFAR zoo.
+--config.teacher.checkpoint=WORKDIR/export. Variants: any model of the CIFAR zoo, optionally
+with protocol=repdistiller (learning rate 0.01 for MobileNetV2 too, not only for ShuffleNets).
 """
-from ijckd_jax.config import LOW_LEARNING_RATE_STUDENTS, base_config
+from configs.common import (LOW_LEARNING_RATE_STUDENTS, base_config, cifar_learning_rate, parse_settings,
+                            pop_protocol)
 from ijckd_jax.models import CIFAR_MODELS, check_model_name
 
 VARIANTS = list(CIFAR_MODELS)
 
 
 def get_config(arg='resnet32x4'):
-    check_model_name(arg)
+    model, options = parse_settings(arg)
+    check_model_name(model)
+    protocol = pop_protocol(options, LOW_LEARNING_RATE_STUDENTS)
+    if options:
+        raise ValueError(f'A teacher variant takes only protocol=..., got {sorted(options)}.')
     config = base_config()
-    config.student.model = arg
-    if arg in LOW_LEARNING_RATE_STUDENTS:
-        config.optimizer.learning_rate = 0.01
+    config.student.model = model
+    config.optimizer.learning_rate = cifar_learning_rate(model, protocol)
     return config

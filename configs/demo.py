@@ -10,7 +10,7 @@ split. Everything else is the CIFAR protocol, shortened to 20 epochs.
 """
 import ml_collections
 
-from ijckd_jax.config import base_config
+from configs.common import base_config
 
 DIGITS = dict(dataset='digits', in_memory=True, num_classes=10, image_size=16, train_split='train',
               eval_split='test', mean=(0.3049, 0.3049, 0.3049), std=(0.3757, 0.3757, 0.3757))
@@ -19,6 +19,7 @@ VARIANTS = ('',)
 
 def get_config(arg=None):
     config = base_config(DIGITS)
+    config.program = 'demo'
     config.demo = ml_collections.ConfigDict(dict(teacher='resnet20', student='resnet8',
                                                  methods=('ce', 'kd', 'ijckd')))
     config.num_epochs = 20

@@ -1,21 +1,20 @@
 """PyTorch state dict → Flax variables, for every model of the zoo, by one rule.
 
 Flax modules carry their PyTorch module's name, so a Flax variable at path
-(collection, 'layer1.0', 'conv1', 'kernel') is the PyTorch entry 'layer1.0.conv1.weight'
-(anchors §4): conv weights [O, I, kH, kW] → kernels [kH, kW, I, O]; linear weights
-[out, in] → [in, out]; BatchNorm weight/bias → scale/bias, running_mean/var → batch_stats
-mean/var; num_batches_tracked is dropped.
+(collection, 'layer1.0', 'conv1', 'kernel') is the PyTorch entry 'layer1.0.conv1.weight'.
+The layouts differ as torch.nn and flax.linen store them: conv weights [O, I, kH, kW] →
+kernels [kH, kW, I, O]; linear weights [out, in] → [in, out]; BatchNorm weight/bias →
+scale/bias, running_mean/var → batch_stats mean/var; num_batches_tracked is dropped.
 """
 import os
 import re
 from typing import Dict, NamedTuple, Tuple
 
 import numpy as np
-import jax
-import jax.numpy as jnp
 from flax import traverse_util
 
-from ijckd_jax.models import IMAGENET_MODELS, MODELS, check_model_name, create_model, default_image_size
+from ijckd_jax.models import (IMAGENET_MODELS, MODELS, abstract_variables, check_model_name, create_model,
+                              default_image_size)
 
 IGNORED_SUFFIX = '.num_batches_tracked'
 WRAPPER_KEYS = ('model', 'state_dict', 'model_state_dict')
@@ -55,14 +54,6 @@ def to_flax_array(array):
     if array.ndim == 2:
         return array.T
     return array
-
-
-def abstract_variables(model_name, num_classes):
-    """The shapes of the Flax model's variables, without computing anything."""
-    model = create_model(model_name, num_classes)
-    size = default_image_size(model_name)
-    images = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
-    return jax.eval_shape(model.init, jax.random.key(0), images)
 
 
 def expected_entries(variables) -> Dict[str, TorchEntry]:

@@ -4,14 +4,15 @@ import os
 import ml_collections
 from absl import logging
 
-from ijckd_jax.objectives import resolve_weights
-from ijckd_jax.train import train_and_evaluate
+from ijckd_jax.objectives import resolve_settings
+from ijckd_jax.training.loop import train_and_evaluate
 
 
 def single_run_config(config, model):
     """A copy of the demo's config for one ordinary run that trains `model`."""
     derived = ml_collections.ConfigDict(config.to_dict())
     del derived['demo']
+    derived.program = 'train'
     derived.student.model = model
     return derived
 
@@ -19,7 +20,7 @@ def single_run_config(config, model):
 def method_config(config, method, teacher_directory):
     """The demo's student trained with `method`, the teacher loaded from teacher_directory."""
     derived = single_run_config(config, config.demo.student)
-    derived.loss = ml_collections.ConfigDict(dict(name=method, **resolve_weights(method)))
+    derived.loss = ml_collections.ConfigDict(dict(name=method, **resolve_settings(method)))
     if method != 'ce':
         derived.teacher.model, derived.teacher.checkpoint = config.demo.teacher, teacher_directory
     return derived

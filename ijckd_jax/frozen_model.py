@@ -12,8 +12,9 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from flax import traverse_util
 
-from ijckd_jax.models import check_model_name
+from ijckd_jax.models import abstract_variables, check_model_name
 
 METADATA = 'model.json'
 VARIABLES = 'variables'
@@ -51,8 +52,22 @@ def save_frozen_model(directory, frozen: FrozenModel, source: str = '') -> None:
         raise
 
 
+def describe_differences(stored, expected) -> str:
+    """Every variable that one tree has and the other lacks, and every shape that differs; ''
+    when the stored variables fit the expected ones."""
+    stored, expected = ({'/'.join(path): tuple(leaf.shape)
+                         for path, leaf in traverse_util.flatten_dict(tree).items()}
+                        for tree in (stored, expected))
+    lines = [f'  missing {name} {list(shape)}' for name, shape in expected.items() if name not in stored]
+    lines += [f'  unexpected {name} {list(shape)}' for name, shape in stored.items() if name not in expected]
+    lines += [f'  {name}: stored {list(stored[name])}, expected {list(shape)}'
+              for name, shape in expected.items() if name in stored and stored[name] != shape]
+    return '\n'.join(lines)
+
+
 def load_frozen_model(directory) -> FrozenModel:
-    """Reads a directory written by `save_frozen_model`."""
+    """Reads a directory written by `save_frozen_model`, restored into the shapes of the model
+    that its model.json names; variables of another model are refused with every difference."""
     metadata_path = os.path.join(directory, METADATA)
     if not os.path.isfile(metadata_path):
         raise FileNotFoundError(
@@ -60,8 +75,18 @@ def load_frozen_model(directory) -> FrozenModel:
             'tools/convert_torch_weights.py or train a teacher with configs/cifar_teacher.py.')
     with open(metadata_path) as file:
         metadata = json.load(file)
-    check_model_name(metadata['model'])
+    model_name, num_classes = metadata['model'], int(metadata['num_classes'])
+    check_model_name(model_name)
+    variables_path = os.path.abspath(os.path.join(directory, VARIABLES))
+    if not os.path.isdir(variables_path):
+        raise FileNotFoundError(f'{directory} has {METADATA} but no {VARIABLES}/ directory: the saved '
+                                'model is incomplete; convert or export it again.')
+    expected = abstract_variables(model_name, num_classes)
     with ocp.StandardCheckpointer(multiprocessing_options=this_process_alone()) as checkpointer:
-        variables = checkpointer.restore(os.path.abspath(os.path.join(directory, VARIABLES)))
-    variables = jax.tree.map(np.asarray, variables)
-    return FrozenModel(metadata['model'], int(metadata['num_classes']), variables)
+        stored = checkpointer.metadata(variables_path).item_metadata.tree
+        differences = describe_differences(stored, expected)
+        if differences:
+            raise ValueError(f'{directory}: {METADATA} names {model_name} with {num_classes} classes, '
+                             f'but the saved variables are not that model\'s:\n{differences}')
+        variables = checkpointer.restore(variables_path, expected)
+    return FrozenModel(model_name, num_classes, jax.tree.map(np.asarray, variables))

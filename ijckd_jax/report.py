@@ -4,7 +4,6 @@ A run directory is a training run's workdir with its summary.json (written when 
 and history.json (one entry per evaluated epoch). Runs of one setting (dataset, objective, loss
 settings, connector, teacher, student) but different seeds make one row of the table, with the
 mean ± sample standard deviation over seeds of the best and the last epoch's top-1.
-Nothing here imports JAX, so that the report runs anywhere the results were copied to.
 """
 import json
 import math
@@ -12,9 +11,9 @@ import os
 import statistics
 from typing import NamedTuple, Optional
 
-from ijckd_jax.objective_settings import DEFAULT_SETTINGS
+from ijckd_jax.objectives import OBJECTIVES
 
-DEFAULT_CONNECTOR = '1x1'  # config.base_config's connector.kind
+DEFAULT_CONNECTOR = '1x1'  # configs/common.py: base_config's connector.kind
 SUMMARY_FIELDS = ('dataset', 'objective', 'loss', 'connector', 'student', 'teacher', 'seed',
                   'best_top1', 'last_top1')
 DASH = '—'
@@ -59,12 +58,14 @@ def paper_key(objective, teacher, student, connector=None, **changes):
 
 R32X4, R8X4, WRN402, WRN401 = 'resnet32x4', 'resnet8x4', 'wrn_40_2', 'wrn_40_1'
 
-# Published CIFAR-100 top-1 (%): Li et al., "IJCKD", Neural Networks 2024, Tables 1-4, 6 and 7,
-# and RepDistiller's KD (Tian et al., "Contrastive Representation Distillation", ICLR 2020, Table 1).
-# Each setting is listed once, under the first table that reports it.
+# Published CIFAR-100 top-1 (%), each setting listed once: Li et al., "IJCKD", Neural Networks
+# 2024, §4.1's text and Tables 2, 3, 4, 6 and 7; and, for the teachers, the
+# vanilla students that Table 6 lacks and KD, Tian et al., "Contrastive Representation
+# Distillation", ICLR 2020, Table 1 (RepDistiller's README), on the same protocol.
 PAPER_CIFAR100_TOP1 = {
-    # Table 1: IJCKD with its defaults (alpha_ce=1, alpha_lm=1, beta_fm=0, MSE, 1x1 connector);
-    # also Table 2's 1x1, Table 3's alpha_ce=1.0 and Table 4's MSE rows.
+    # IJCKD with its defaults (alpha_ce=1, alpha_lm=1, beta_fm=0, MSE, 1x1 connector): §4.1 and
+    # Table 2's 1x1 row; the same numbers are Table 3's alpha_ce=1.0, Table 4's MSE and
+    # Table 7's teacher-classifier rows.
     paper_key('ijckd', R32X4, R8X4, '1x1'): 76.52,
     paper_key('ijckd', WRN402, WRN401, '1x1'): 75.14,
     # Table 2: connectors, IJCKD and SimKD.
@@ -96,16 +97,18 @@ PAPER_CIFAR100_TOP1 = {
     paper_key('ce_teacher_classifier', 'resnet56', 'resnet20', '1x1'): 68.91,
     paper_key('ce_teacher_classifier', 'resnet110', 'resnet32', '1x1'): 70.98,
     paper_key('ce_teacher_classifier', R32X4, R8X4, '1x1'): 74.46,
-    # Table 6: vanilla models trained alone with cross-entropy, students then teachers.
+    # Table 6's other column: the same students with their own classifier, hard labels only.
     **{paper_key('ce', None, model): top1 for model, top1 in (
-        (WRN401, 71.98), ('resnet20', 69.06), ('resnet32', 71.14), (R8X4, 72.50),
+        (WRN401, 71.98), ('resnet20', 69.06), ('resnet32', 71.14), (R8X4, 72.50))},
+    # CRD's Table 1: the teachers, and vanilla students that Table 6 lacks.
+    **{paper_key('ce', None, model): top1 for model, top1 in (
         ('resnet56', 72.34), ('resnet110', 74.31), (R32X4, 79.42), (WRN402, 75.61),
         ('vgg13', 74.64), ('wrn_16_2', 73.26), ('vgg8', 70.36))},
     # Table 7: the joint classifier (Algorithm 4) and the classifier distance (Algorithm 5).
     paper_key('ijckd_joint', R32X4, R8X4, '1x1'): 76.65,
     paper_key('ijckd_joint', WRN402, WRN401, '1x1'): 75.02,
     paper_key('ijckd_distance', R32X4, R8X4): 76.55,
-    # KD with RepDistiller's defaults (ce_weight 0.1, kd_weight 0.9, temperature 4).
+    # CRD's Table 1: KD with RepDistiller's defaults (ce_weight 0.1, kd_weight 0.9, temperature 4).
     paper_key('kd', 'resnet56', 'resnet20'): 70.66,
     paper_key('kd', 'resnet110', 'resnet32'): 73.08,
     paper_key('kd', R32X4, R8X4): 73.33,
@@ -182,7 +185,7 @@ def check_summary(summary, path):
 
 def setting_changes(objective, loss):
     """The loss settings that differ from the objective's defaults, sorted by name."""
-    defaults = DEFAULT_SETTINGS.get(objective, {})
+    defaults = OBJECTIVES[objective].defaults if objective in OBJECTIVES else {}
     return tuple(sorted((key, value) for key, value in loss.items()
                         if key != 'name' and (key not in defaults or value != defaults[key])))
 

@@ -10,8 +10,7 @@ PROCESSES, DEVICES_PER_PROCESS, STEPS = 2, 2, 3
 
 def distributed_config(teacher_directory):
     """A small IJCKD run: resnet8 teacher, wrn_16_1 student, 8 images per step."""
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs'))
-    import cifar_ijckd
+    from configs import cifar_ijckd
 
     config = cifar_ijckd.get_config('resnet8-wrn_16_1')
     config.teacher.checkpoint = teacher_directory
@@ -23,7 +22,7 @@ def run_steps(config, mesh, batches, teacher_variables):
     """The parameters after one train step per (images, labels) batch, and each step's loss."""
     import jax
     import numpy as np
-    from ijckd_jax.train import create_experiment
+    from ijckd_jax.training.experiment import create_experiment
 
     experiment = create_experiment(config, mesh, 100, teacher_variables)
     state, losses = experiment.state, []
@@ -45,8 +44,9 @@ def main(process_id, port, teacher_directory, output):
 
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')
     jax.distributed.initialize(f'127.0.0.1:{port}', PROCESSES, int(process_id))
-    from ijckd_jax.data import Pipeline
-    from ijckd_jax.train import Mesh, load_teacher
+    from ijckd_jax.data.pipeline import Pipeline
+    from ijckd_jax.training.experiment import load_teacher
+    from ijckd_jax.training.mesh import Mesh
 
     config = distributed_config(teacher_directory)
     with tfds.testing.mock_data(num_examples=32):

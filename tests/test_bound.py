@@ -11,10 +11,10 @@ import pytest
 import tensorflow_datasets as tfds
 import torch
 
+from configs.common import cifar_distillation_config
 from conftest import EXAMPLES, REPOSITORY
 from ijckd_jax.bound import bound_sums, classifier_comparison
-from ijckd_jax.config import distillation_config
-from ijckd_jax.train import train_and_evaluate
+from ijckd_jax.training.loop import train_and_evaluate
 
 
 def softmax(logits):
@@ -71,7 +71,7 @@ def test_classifier_comparison_matches_torch():
 
 
 def test_every_epoch_logs_the_terms_and_the_plot_draws_them(teacher, tmp_path):
-    config = distillation_config('kd', 'resnet8-wrn_16_1')  # equal widths: g_t∘Φ_s exists
+    config = cifar_distillation_config('kd', 'resnet8-wrn_16_1')  # equal widths: g_t∘Φ_s exists
     config.update(dict(num_epochs=2, steps_per_epoch=2, global_batch_size=8, eval_batch_size=8))
     config.teacher.checkpoint = str(teacher[0] / 'export')
     with tfds.testing.mock_data(num_examples=EXAMPLES):
@@ -94,7 +94,7 @@ def test_every_epoch_logs_the_terms_and_the_plot_draws_them(teacher, tmp_path):
 
 
 def test_objectives_under_the_teacher_classifier_have_no_delta1(teacher, tmp_path):
-    config = distillation_config('ijckd', 'resnet8-wrn_16_1')
+    config = cifar_distillation_config('ijckd', 'resnet8-wrn_16_1')
     config.update(dict(num_epochs=1, steps_per_epoch=2, global_batch_size=8, eval_batch_size=8))
     config.teacher.checkpoint = str(teacher[0] / 'export')
     with tfds.testing.mock_data(num_examples=EXAMPLES):

@@ -14,7 +14,9 @@ from ijckd_jax.distillation import build_distiller, forward, init_trainable
 from ijckd_jax.objectives import get_objective
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG_FILES = sorted(glob.glob(os.path.join(REPOSITORY, 'configs', '*.py')))
+# The config files main.py takes; configs/common.py and __init__.py are what they share.
+CONFIG_FILES = sorted(path for path in glob.glob(os.path.join(REPOSITORY, 'configs', '*.py'))
+                      if os.path.basename(path) not in ('__init__.py', 'common.py'))
 
 
 def load(path):
@@ -111,3 +113,38 @@ def test_batch_not_divisible_by_the_devices_is_refused():
     config.global_batch_size = 6
     with pytest.raises(ValueError, match='global_batch_size=6 must be a positive multiple of the 4 devices'):
         validate_config(config, device_count=4)
+
+
+def test_learning_rates_follow_the_paper_unless_repdistillers_protocol_is_asked_for():
+    """§4.1: 0.01 for ShuffleNet students, 0.05 for all others; RepDistiller also gives
+    MobileNetV2 0.01."""
+    kd = load(os.path.join(REPOSITORY, 'configs', 'cifar_kd.py'))
+    teacher = load(os.path.join(REPOSITORY, 'configs', 'cifar_teacher.py'))
+    rates = {variant: kd.get_config(variant).optimizer.learning_rate for variant in (
+        'vgg13-MobileNetV2', 'vgg13-MobileNetV2,protocol=repdistiller', 'resnet32x4-ShuffleV1',
+        'resnet32x4-ShuffleV2,protocol=repdistiller', 'resnet32x4-resnet8x4,protocol=repdistiller')}
+    assert rates == {'vgg13-MobileNetV2': 0.05, 'vgg13-MobileNetV2,protocol=repdistiller': 0.01,
+                     'resnet32x4-ShuffleV1': 0.01, 'resnet32x4-ShuffleV2,protocol=repdistiller': 0.01,
+                     'resnet32x4-resnet8x4,protocol=repdistiller': 0.05}
+    assert teacher.get_config('MobileNetV2').optimizer.learning_rate == 0.05
+    assert teacher.get_config('MobileNetV2,protocol=repdistiller').optimizer.learning_rate == 0.01
+    with pytest.raises(ValueError, match="Unknown protocol 'rep'; valid protocols: paper, repdistiller"):
+        kd.get_config('vgg13-MobileNetV2,protocol=rep')
+
+
+def test_imagenet_follows_section_4_4_unless_the_authors_code_is_asked_for():
+    imagenet = load(os.path.join(REPOSITORY, 'configs', 'imagenet_ijckd.py'))
+
+    def recipe(variant):
+        config = imagenet.get_config(variant)
+        return (config.global_batch_size, config.optimizer.learning_rate, config.num_epochs,
+                config.optimizer.nesterov, config.loss.beta_fm, config.connector.kind)
+
+    assert recipe('resnet34-resnet18') == recipe('resnet50-MobileNetV1') == (
+        512, 0.2, 120, True, 0.0, '1x1-3x3-1x1')
+    assert recipe('resnet34-resnet18,protocol=authors_code') == (256, 0.1, 120, False, 1.0, '1x1-3x3-1x1')
+    assert recipe('resnet50-MobileNetV1,protocol=authors_code') == (512, 0.2, 100, False, 1.0, '1x1-3x3-1x1')
+    assert recipe('resnet50-MobileNetV1,protocol=authors_code,beta_fm=0')[4] == 0.0
+    with pytest.raises(ValueError, match='protocol=authors_code has recipes for resnet34-resnet18, '
+                                         'resnet50-MobileNetV1 only, not resnet50-resnet18'):
+        imagenet.get_config('resnet50-resnet18,protocol=authors_code')

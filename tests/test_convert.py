@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from ijckd_jax.cli import convert as convert_torch_weights
 from ijckd_jax.convert import ConversionError, convert_state_dict, read_torch_checkpoint
 from ijckd_jax.frozen_model import load_frozen_model
 from ijckd_jax.torch_models import create_torch_model
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPOSITORY, 'tools'))
-import convert_torch_weights  # noqa: E402
 
 
 def trained_looking_model(name='resnet8', num_classes=100):

@@ -4,8 +4,11 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from ijckd_jax import data as input_data
-from ijckd_jax.config import CIFAR100, IMAGENET
+from configs.common import CIFAR100, IMAGENET
+from ijckd_jax.data import stream, tfds_source
+from ijckd_jax.data.augment import crop_and_flip
+from ijckd_jax.data.pipeline import eval_batches, train_batches
+from ijckd_jax.data.split import DataUnavailable, Split
 
 
 def data_config(settings=CIFAR100, **fields):
@@ -16,7 +19,7 @@ def test_crop_and_flip_match_a_direct_padded_crop():
     images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
     offsets = np.array([[0, 0], [8, 8], [3, 5]])
     flips = np.array([False, True, True])
-    result = input_data.crop_and_flip(images, offsets, flips)
+    result = crop_and_flip(images, offsets, flips)
     for image, (top, left), flip, output in zip(images, offsets, flips, result):
         canvas = np.zeros((40, 40, 3), np.uint8)
         canvas[4:36, 4:36] = image
@@ -27,23 +30,23 @@ def test_crop_and_flip_match_a_direct_padded_crop():
 
 def test_training_order_is_a_seeded_permutation_and_resumes_exactly():
     images = np.arange(20, dtype=np.uint8)[:, None, None, None] * np.ones((1, 4, 4, 3), np.uint8)
-    split = input_data.Split(images, np.arange(20, dtype=np.int32))
-    epoch = list(input_data.train_batches(split, 4, 5, seed=1, epoch=0, process_index=0))
+    split = Split(images, np.arange(20, dtype=np.int32))
+    epoch = list(train_batches(split, 4, 5, seed=1, epoch=0, process_index=0))
     labels = np.concatenate([labels for _, labels in epoch])
     assert sorted(labels) == list(range(20)) and list(labels) != list(range(20))
-    again = list(input_data.train_batches(split, 4, 5, seed=1, epoch=0, process_index=0))
-    resumed = list(input_data.train_batches(split, 4, 5, seed=1, epoch=0, process_index=0, start_step=3))
+    again = list(train_batches(split, 4, 5, seed=1, epoch=0, process_index=0))
+    resumed = list(train_batches(split, 4, 5, seed=1, epoch=0, process_index=0, start_step=3))
     for (a_images, a_labels), (b_images, b_labels) in zip(epoch[3:], resumed):
         np.testing.assert_array_equal(a_images, b_images)
         np.testing.assert_array_equal(a_labels, b_labels)
     assert all(np.array_equal(a[1], b[1]) for a, b in zip(epoch, again))
-    next_epoch = np.concatenate([l for _, l in input_data.train_batches(split, 4, 5, 1, 1, 0)])
+    next_epoch = np.concatenate([l for _, l in train_batches(split, 4, 5, 1, 1, 0)])
     assert list(next_epoch) != list(labels)
 
 
 def test_augmentation_distribution():
     """Offsets uniform over the 9×9 crop positions, flips with probability 1/2."""
-    split = input_data.Split(np.zeros((4000, 2, 2, 3), np.uint8), np.zeros(4000, np.int32))
+    split = Split(np.zeros((4000, 2, 2, 3), np.uint8), np.zeros(4000, np.int32))
     generator = np.random.default_rng([0, 0, 0])
     generator.permutation(4000)
     offsets = generator.integers(0, 9, size=(4000, 2))
@@ -51,12 +54,12 @@ def test_augmentation_distribution():
     assert set(np.unique(offsets)) == set(range(9))
     assert abs(flips.mean() - 0.5) < 0.03
     assert abs(offsets.mean() - 4) < 0.15
-    assert len(list(input_data.train_batches(split, 1000, 4, 0, 0, 0))) == 4
+    assert len(list(train_batches(split, 1000, 4, 0, 0, 0))) == 4
 
 
 def test_evaluation_pads_to_the_agreed_batch_count_with_a_zero_mask():
-    split = input_data.Split(np.ones((5, 2, 2, 3), np.uint8), np.arange(5, dtype=np.int32))
-    batches = list(input_data.eval_batches(split, local_batch_size=4, batches=3))
+    split = Split(np.ones((5, 2, 2, 3), np.uint8), np.arange(5, dtype=np.int32))
+    batches = list(eval_batches(split, local_batch_size=4, batches=3))
     masks = np.concatenate([mask for _, _, mask in batches])
     assert masks.tolist() == [True] * 5 + [False] * 7
     np.testing.assert_array_equal(np.concatenate([labels for _, labels, _ in batches])[:5], np.arange(5))
@@ -66,8 +69,8 @@ def test_processes_read_disjoint_parts_of_a_prepared_split(tmp_path):
     """On a real prepared tfds data set (tfds's generated dummy_mnist; mock_data ignores slicing)."""
     tfds.testing.DummyMnist(data_dir=str(tmp_path)).download_and_prepare()
     config = data_config(dataset='dummy_mnist', data_dir=str(tmp_path))
-    parts = [input_data.load_in_memory(config, 'train', index, 2) for index in range(2)]
-    whole = input_data.load_in_memory(config, 'train', 0, 1)
+    parts = [tfds_source.load_in_memory(config, 'train', index, 2) for index in range(2)]
+    whole = tfds_source.load_in_memory(config, 'train', 0, 1)
     assert [len(part.labels) for part in parts] == [len(whole.labels) // 2] * 2
     np.testing.assert_array_equal(np.concatenate([part.images for part in parts]), whole.images)
     np.testing.assert_array_equal(np.concatenate([part.labels for part in parts]), whole.labels)
@@ -77,8 +80,8 @@ def test_processes_read_disjoint_parts_of_a_prepared_split(tmp_path):
 @pytest.mark.parametrize('settings, name', [(CIFAR100, 'cifar100'), (IMAGENET, 'imagenet2012')])
 def test_missing_data_set_says_how_to_get_it(tmp_path, settings, name):
     config = data_config(settings, data_dir=str(tmp_path))
-    with pytest.raises(input_data.DataUnavailable, match=f'tfds found no prepared {name} in {tmp_path}') as error:
-        input_data.load_in_memory(config, 'train', 0, 1)
+    with pytest.raises(DataUnavailable, match=f'tfds found no prepared {name} in {tmp_path}') as error:
+        tfds_source.load_in_memory(config, 'train', 0, 1)
     expected = 'downloads/manual' if name == 'imagenet2012' else f'tfds build {name}'
     assert expected in str(error.value)
 
@@ -86,11 +89,11 @@ def test_missing_data_set_says_how_to_get_it(tmp_path, settings, name):
 def test_imagenet_stream_crops_flips_and_resumes_deterministically():
     config = data_config(IMAGENET, image_size=64)
     with tfds.testing.mock_data(num_examples=12):
-        epoch = list(input_data.stream_train_batches(config, 4, 3, seed=0, epoch=0, process_index=0,
+        epoch = list(stream.stream_train_batches(config, 4, 3, seed=0, epoch=0, process_index=0,
                                                      process_count=1))
-        resumed = list(input_data.stream_train_batches(config, 4, 3, seed=0, epoch=0, process_index=0,
+        resumed = list(stream.stream_train_batches(config, 4, 3, seed=0, epoch=0, process_index=0,
                                                        process_count=1, start_step=1))
-        evaluation = list(input_data.stream_eval_batches(config, 5, 3, 0, 1))
+        evaluation = list(stream.stream_eval_batches(config, 5, 3, 0, 1))
     assert len(epoch) == 3 and epoch[0][0].shape == (4, 64, 64, 3) and epoch[0][0].dtype == np.uint8
     for (a_images, a_labels), (b_images, b_labels) in zip(epoch[1:], resumed):
         np.testing.assert_array_equal(a_images, b_images)

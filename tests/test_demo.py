@@ -1,15 +1,17 @@
-"""The offline demo and training on an image folder, end to end (shortened)."""
+"""The offline demo, training on an image folder, and evaluation batches the devices do not divide."""
+import functools
 import json
-import os
-import sys
 
+import jax
+
+from configs import demo
+from ijckd_jax.config import validate_config
+from ijckd_jax.data.pipeline import Pipeline
 from ijckd_jax.demo import run_demo
-from ijckd_jax.train import train_and_evaluate
+from ijckd_jax.training.experiment import create_experiment
+from ijckd_jax.training.loop import evaluate, train_and_evaluate
+from ijckd_jax.training.mesh import Mesh
 from test_sources import folder_config, write_folder
-
-REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPOSITORY, 'configs'))
-import demo  # noqa: E402
 
 
 def test_demo_trains_the_teacher_then_each_student_and_prints_the_table(tmp_path, capsys):
@@ -37,3 +39,22 @@ def test_training_on_an_image_folder_end_to_end(tmp_path):
     assert summary['dataset'] == str(tmp_path / 'images') and summary['epochs'] == 1
     history = json.loads((tmp_path / 'run' / 'history.json').read_text())
     assert history[0]['step'] == 3  # 12 readable training images, batches of 4
+
+
+def test_an_evaluation_batch_the_devices_do_not_divide_is_padded_and_counts_every_image(tmp_path):
+    """500 on an 8-GPU host: here 6 on 4 devices is padded to 8, the padding masked, and the
+    accuracy is that of batches of 4, to the last bit."""
+    root = write_folder(tmp_path / 'images')
+    accuracies = []
+    for eval_batch_size in (6, 4):
+        config = folder_config(root)
+        config.student.model, config.eval_batch_size = 'resnet8', eval_batch_size
+        validate_config(config, jax.device_count())
+        pipeline = Pipeline(config, 0, 1, jax.device_count())
+        mesh = Mesh()
+        experiment = create_experiment(config, mesh, pipeline.steps_per_epoch, {})
+        assert pipeline.local_eval_batch == {6: 8, 4: 4}[eval_batch_size]
+        accuracies.append(evaluate(functools.partial(experiment.eval_step, experiment.state, {}),
+                                   pipeline.evaluation(), mesh))
+        assert sum(mask.sum() for _, _, mask in pipeline.evaluation()) == 12
+    assert accuracies[0] == accuracies[1]

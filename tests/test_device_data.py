@@ -6,12 +6,14 @@ import jax
 import numpy as np
 import pytest
 
-from ijckd_jax import data as input_data
-from ijckd_jax import device_data
-from ijckd_jax.train import Mesh
+from ijckd_jax.data import device as device_data
+from ijckd_jax.data.augment import PADDING, crop_and_flip
+from ijckd_jax.data.pipeline import train_batches
+from ijckd_jax.data.split import Split
+from ijckd_jax.training.mesh import Mesh
 
 SIZE = 8  # images of SIZE×SIZE; padded by 4, a crop has 9×9 positions
-CELLS = (2 * input_data.PADDING + 1) ** 2 * 2  # crop positions × flip
+CELLS = (2 * PADDING + 1) ** 2 * 2  # crop positions × flip
 
 
 def numbered_images(count):
@@ -28,10 +30,10 @@ def numbered_images(count):
 def crop_cells():
     """{the first channel of each possible crop of a numbered image: its cell}, where cell
     (top * 9 + left) * 2 + flipped numbers the CELLS."""
-    positions = 2 * input_data.PADDING + 1
+    positions = 2 * PADDING + 1
     tops, lefts, flips = np.meshgrid(range(positions), range(positions), (False, True), indexing='ij')
     offsets = np.stack([tops.ravel(), lefts.ravel()], axis=1)
-    crops = input_data.crop_and_flip(numbered_images(CELLS), offsets, flips.ravel())
+    crops = crop_and_flip(numbered_images(CELLS), offsets, flips.ravel())
     return {crop[..., 0].tobytes(): cell for cell, crop in enumerate(crops)}
 
 
@@ -69,12 +71,12 @@ def test_crop_and_flip_on_the_device_equal_the_host_path():
     offsets = np.array([[0, 0], [8, 8], [3, 5], [8, 0], [0, 8], [4, 4]])
     flips = np.array([False, True, True, False, True, False])
     np.testing.assert_array_equal(jax.jit(device_data.crop_and_flip)(images, offsets, flips),
-                                  input_data.crop_and_flip(images, offsets, flips))
+                                  crop_and_flip(images, offsets, flips))
 
 
 def test_each_device_visits_its_shard_once_per_epoch_and_resumes_exactly(mesh):
     # 37 examples on 4 devices: 9 each, the last one unused; batches of 2 per device.
-    split = device_data.place_split(input_data.Split(numbered_images(37), np.arange(37, dtype=np.int32)),
+    split = device_data.place_split(Split(numbered_images(37), np.arange(37, dtype=np.int32)),
                                     mesh)
     assert split.labels.shape == (36,)
     batches = drawn_batches(split, mesh, steps_per_epoch=4, global_batch=8, steps=8)
@@ -98,9 +100,9 @@ def test_augmentation_distribution_is_the_host_paths(mesh):
     """Crop positions and flips uniform over the 162 cells on both paths: a chi-square
     statistic with 161 degrees of freedom below 216 (p = 0.001), and flips near 1/2."""
     count, batch, steps = 64, 64, 128
-    split = input_data.Split(numbered_images(count), np.arange(count, dtype=np.int32))
+    split = Split(numbered_images(count), np.arange(count, dtype=np.int32))
     host = [crop_cell(image) for epoch in range(steps)
-            for images, _ in input_data.train_batches(split, batch, 1, seed=0, epoch=epoch, process_index=0)
+            for images, _ in train_batches(split, batch, 1, seed=0, epoch=epoch, process_index=0)
             for image in images]
     device = [crop_cell(image) for images, _ in
               drawn_batches(device_data.place_split(split, mesh), mesh, steps_per_epoch=1,
@@ -124,7 +126,7 @@ class DeviceWithMemory:
 
 
 def test_a_split_larger_than_a_quarter_of_device_memory_stays_on_the_host():
-    split = input_data.Split(np.zeros((1000, 32, 32, 3), np.uint8), np.zeros(1000, np.int32))
+    split = Split(np.zeros((1000, 32, 32, 3), np.uint8), np.zeros(1000, np.int32))
     devices = [DeviceWithMemory(4 * split.images.nbytes // 2)] * 2  # each shard: exactly a quarter
     assert device_data.fits_on_devices(split, devices)
     assert not device_data.fits_on_devices(split, [DeviceWithMemory(4 * split.images.nbytes // 2 - 1)] * 2)

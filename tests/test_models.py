@@ -12,7 +12,8 @@ from ijckd_jax.models import IMAGENET_MODELS, MODELS, create_model, default_imag
 from ijckd_jax.torch_models import create_torch_model
 
 TOLERANCE = 1e-4
-# Parameter counts of the PyTorch originals, in millions (anchors.md §3), and exact counts
+# Parameter counts of the PyTorch originals in millions, as published for RepDistiller's
+# CIFAR-100 models, and exact counts
 # of torchvision's ImageNet ResNets and mdistiller's MobileNetV1 at 1000 classes.
 PUBLISHED_MILLIONS = {
     'resnet8x4': 1.234, 'resnet32x4': 7.434, 'resnet20': 0.278, 'resnet32': 0.473,

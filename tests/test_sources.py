@@ -1,19 +1,17 @@
 """Offline sources: scikit-learn's digits, and image folders the tests write themselves."""
 import logging
 import os
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from ijckd_jax import data as input_data
-from ijckd_jax.config import base_config
-from ijckd_jax.sources import load_digits, load_image_folder
-
-REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPOSITORY, 'configs'))
-import demo  # noqa: E402
+from configs import demo
+from configs.common import base_config
+from ijckd_jax.data.digits import load_digits
+from ijckd_jax.data.folders import load_image_folder
+from ijckd_jax.data.pipeline import Pipeline
+from ijckd_jax.data.split import DataUnavailable
 
 COLOURS = {'cat': (200, 30, 30), 'dog': (30, 200, 30), 'emu': (30, 30, 200)}
 
@@ -52,25 +50,25 @@ def test_digits_split_is_fixed_disjoint_and_matches_the_demo_statistics():
 def test_image_folder_reads_sorted_classes_and_skips_what_is_not_an_image(tmp_path, caplog):
     root = write_folder(tmp_path)
     with caplog.at_level(logging.WARNING):
-        split, classes = load_image_folder(str(root), 'train', 8)
+        split, classes = load_image_folder(str(root), 'train', 8, 3)
     assert classes == ['cat', 'dog', 'emu']
     assert split.images.shape == (12, 8, 8, 3) and split.labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
     assert 'Skipped 1 files' in caplog.text and 'notes.txt' in caplog.text
     assert 'Skipped 1 unreadable images' in caplog.text and 'broken.jpg' in caplog.text
     np.testing.assert_array_equal(split.images[5, 0, 0], (31, 201, 31))  # dog, image 1 (a PNG)
-    resized, _ = load_image_folder(str(root), 'test', 16)
+    resized, _ = load_image_folder(str(root), 'test', 16, 3)
     assert resized.images.shape == (12, 16, 16, 3)
-    parts = [load_image_folder(str(root), 'train', 8, index, 2)[0] for index in range(2)]
+    parts = [load_image_folder(str(root), 'train', 8, 3, index, 2)[0] for index in range(2)]
     np.testing.assert_array_equal(np.concatenate([part.labels for part in parts]), split.labels)
 
 
 def test_empty_class_folder_and_missing_split_are_clear_errors(tmp_path):
     root = write_folder(tmp_path, extras=False)
     os.makedirs(root / 'train' / 'fox')
-    with pytest.raises(input_data.DataUnavailable, match='Class folder .*train/fox holds no images'):
-        load_image_folder(str(root), 'train', 8)
-    with pytest.raises(input_data.DataUnavailable, match='has no validation/ directory; the layout is'):
-        load_image_folder(str(root), 'validation', 8)
+    with pytest.raises(DataUnavailable, match='Class folder .*train/fox holds no images'):
+        load_image_folder(str(root), 'train', 8, 4)
+    with pytest.raises(DataUnavailable, match='has no validation/ directory; the layout is'):
+        load_image_folder(str(root), 'validation', 8, 3)
 
 
 def folder_config(root, **data):
@@ -83,12 +81,12 @@ def folder_config(root, **data):
 def test_class_count_must_match_the_config(tmp_path):
     config = folder_config(write_folder(tmp_path, extras=False), num_classes=100)
     with pytest.raises(ValueError, match='has 3 classes \\(cat, dog, emu\\) but config.data.num_classes is 100'):
-        input_data.Pipeline(config, 0, 1)
+        Pipeline(config, 0, 1)
 
 
 def test_large_folder_images_stream_with_imagenet_augmentation(tmp_path):
     config = folder_config(write_folder(tmp_path, size=80), image_size=72)
-    pipeline = input_data.Pipeline(config, 0, 1)
+    pipeline = Pipeline(config, 0, 1)
     assert not pipeline.in_memory and pipeline.steps_per_epoch == 3
     epoch = list(pipeline.train_epoch(0))
     again = list(pipeline.train_epoch(0))

@@ -14,18 +14,17 @@ import tensorflow_datasets as tfds
 import torch
 from flax import traverse_util
 
-from ijckd_jax.config import distillation_config, validate_config
-from ijckd_jax.data import Pipeline
+from configs import cifar_ijckd, cifar_teacher
+from configs.common import cifar_distillation_config
+from conftest import EXAMPLES, REPOSITORY
+from ijckd_jax.data.pipeline import Pipeline
 from ijckd_jax.frozen_model import load_frozen_model
 from ijckd_jax.objectives import OBJECTIVES
-from ijckd_jax.train import Mesh, create_optimizer, load_teacher, train_and_evaluate
-
-REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPOSITORY, 'configs'))
-import cifar_ijckd  # noqa: E402
-import cifar_teacher  # noqa: E402
-from conftest import ENVIRONMENT, EXAMPLES, run_main  # noqa: E402
-from multiprocess_worker import DEVICES_PER_PROCESS, PROCESSES, STEPS, distributed_config, run_steps  # noqa: E402
+from ijckd_jax.training.experiment import load_teacher
+from ijckd_jax.training.loop import train_and_evaluate
+from ijckd_jax.training.mesh import Mesh
+from ijckd_jax.training.state import create_optimizer
+from multiprocess_worker import DEVICES_PER_PROCESS, PROCESSES, STEPS, distributed_config, run_steps
 
 
 def shrink(config, **fields):
@@ -51,7 +50,7 @@ def test_teacher_training_through_main_writes_everything(teacher):
 
 @pytest.mark.parametrize('objective', [name for name in OBJECTIVES if name != 'ce'])
 def test_each_objective_trains_end_to_end(objective, teacher, tmp_path):
-    config = shrink(distillation_config(objective, 'resnet8-wrn_16_1'))
+    config = shrink(cifar_distillation_config(objective, 'resnet8-wrn_16_1'))
     config.teacher.checkpoint = str(teacher[0] / 'export')
     with tfds.testing.mock_data(num_examples=EXAMPLES):
         summary = train_and_evaluate(config, str(tmp_path))
@@ -123,7 +122,7 @@ def test_two_processes_match_one_process_with_four_devices(teacher, tmp_path, op
     port, output = free_port(), tmp_path / 'params.npz'
     workers = [subprocess.Popen([sys.executable, os.path.join(REPOSITORY, 'tests', 'multiprocess_worker.py'),
                                  str(index), str(port), teacher_directory, str(output)],
-                                env=ENVIRONMENT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                for index in range(PROCESSES)]
     logs = [worker.communicate(timeout=600)[0] for worker in workers]
     assert all(worker.returncode == 0 for worker in workers), logs[0][-3000:] + logs[1][-3000:]

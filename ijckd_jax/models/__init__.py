@@ -1,6 +1,7 @@
 """The backbone zoo under the field's names (RepDistiller for CIFAR, torchvision/mdistiller for ImageNet)."""
 import difflib
 
+import jax
 import jax.numpy as jnp
 
 from ijckd_jax.models import (mobilenet_v1, mobilenet_v2, resnet_cifar, resnet_cifar_bottleneck,
@@ -39,5 +40,13 @@ def default_image_size(name: str) -> int:
     return 224 if name in IMAGENET_MODELS else 32
 
 
+def abstract_variables(name: str, num_classes: int = 100):
+    """The shapes and dtypes of the model's variables {'params', 'batch_stats'}, computing nothing."""
+    model = create_model(name, num_classes)
+    size = default_image_size(name)
+    images = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+    return jax.eval_shape(model.init, jax.random.key(0), images)
+
+
 __all__ = ['MODELS', 'CIFAR_MODELS', 'IMAGENET_MODELS', 'ImageClassifier', 'ModelOutput',
-           'check_model_name', 'create_model', 'default_image_size']
+           'abstract_variables', 'check_model_name', 'create_model', 'default_image_size']

@@ -4,7 +4,7 @@ pipeline runs in the training loop.
 
 Each device owns an equal, contiguous shard of its process's part of the split and visits
 it in a fresh random order every epoch, taking global_batch / devices examples per step:
-the host path's per-process parts (data.train_batches), one level down. The augmentation is
+the host path's per-process parts (pipeline.train_batches), one level down. The augmentation is
 the host path's: a crop of the image zero-padded by 4, at offsets uniform in 0..8, flipped
 with probability 1/2 (torchvision's RandomCrop(32, padding=4) + RandomHorizontalFlip).
 The epoch's order comes from (seed, epoch, device) and each step's crops from (seed, step,
@@ -18,7 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec
 
-from ijckd_jax.data import PADDING, Split, agree
+from ijckd_jax.data.augment import PADDING
+from ijckd_jax.data.split import Split, agree
 
 # The split goes on the devices only if its shard takes at most this part of a device's memory.
 MEMORY_FRACTION = 0.25
@@ -53,7 +54,7 @@ def place_split(split: Split, mesh) -> DeviceSplit:
 
 
 def crop_and_flip(images, offsets, flips):
-    """data.crop_and_flip on the device: crops of the zero-padded images at `offsets`
+    """augment.crop_and_flip on the device: crops of the zero-padded images at `offsets`
     (top, left), mirrored left to right where `flips`."""
     size, channels = images.shape[1], images.shape[3]
     padded = jnp.pad(images, ((0, 0), (PADDING, PADDING), (PADDING, PADDING), (0, 0)))

@@ -1,43 +1,16 @@
-"""In-memory sources besides tfds: scikit-learn's digits and image folders.
+"""Image folders: root/<split>/<class>/<image>, classes indexed in sorted order.
 
-Both give this process's part of a split as a `Split` of uint8 RGB images: the sorted
-examples cut into `process_count` contiguous parts, as tfds.split_for_jax_process does.
+Small images are read into memory here; large ones are streamed by stream.py from the paths
+that `folder_part` lists.
 """
 import os
 
 import numpy as np
 from absl import logging
 
-from ijckd_jax.data import DataUnavailable, Split
+from ijckd_jax.data.split import DataUnavailable, Split, process_indices
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff')
-DIGITS_TEST_EXAMPLES = 360  # of 1,797: a fixed 20% test split
-
-
-def process_part(split: Split, process_index, process_count) -> Split:
-    indices = np.array_split(np.arange(len(split.labels)), process_count)[process_index]
-    return Split(split.images[indices], split.labels[indices])
-
-
-def load_digits(split, image_size, process_index=0, process_count=1) -> Split:
-    """scikit-learn's 1,797 handwritten 8×8 digits, upscaled to image_size, as RGB.
-
-    The train/test split is fixed (a permutation seeded with 0), whatever the run's seed.
-    """
-    from sklearn.datasets import load_digits as sklearn_digits
-
-    if split not in ('train', 'test'):
-        raise ValueError(f"The digits data set has splits 'train' and 'test', not '{split}'.")
-    if image_size % 8:
-        raise ValueError(f'Digits are 8×8; config.data.image_size must be a multiple of 8, got {image_size}.')
-    digits = sklearn_digits()
-    order = np.random.default_rng(0).permutation(len(digits.target))
-    chosen = order[:DIGITS_TEST_EXAMPLES] if split == 'test' else order[DIGITS_TEST_EXAMPLES:]
-    scale = image_size // 8
-    images = np.round(digits.images[chosen] * (255 / 16)).astype(np.uint8)  # 0..16 → 0..255
-    images = images.repeat(scale, axis=1).repeat(scale, axis=2)  # nearest-neighbour upscaling
-    images = np.repeat(images[..., None], 3, axis=-1)
-    return process_part(Split(images, digits.target[chosen].astype(np.int32)), process_index, process_count)
 
 
 def list_image_folder(root, split):
@@ -70,6 +43,22 @@ def list_image_folder(root, split):
     return paths, np.asarray(labels, np.int32), classes
 
 
+def check_class_count(root, classes, num_classes):
+    """Refuses a folder whose class count is not the config's, naming the value to pass."""
+    if len(classes) != num_classes:
+        raise ValueError(f'{root} has {len(classes)} classes ({", ".join(classes[:5])}'
+                         f'{", ..." if len(classes) > 5 else ""}) but config.data.num_classes is '
+                         f'{num_classes}; pass --config.data.num_classes={len(classes)}.')
+
+
+def folder_part(root, split, num_classes, process_index=0, process_count=1):
+    """This process's (paths, labels) of root/split, and every class name."""
+    paths, labels, classes = list_image_folder(root, split)
+    check_class_count(root, classes, num_classes)
+    indices = process_indices(len(paths), process_index, process_count)
+    return [paths[index] for index in indices], labels[indices], classes
+
+
 def read_image(path, image_size):
     """An RGB uint8 image resized (bilinear) to image_size×image_size, or None if unreadable."""
     from PIL import Image
@@ -84,24 +73,28 @@ def read_image(path, image_size):
         return None
 
 
-def load_image_folder(root, split, image_size, process_index=0, process_count=1):
+def load_image_folder(root, split, image_size, num_classes, process_index=0, process_count=1):
     """This process's part of root/split/<class>/<image> in memory, and the class names.
 
     Unreadable images are skipped, counted and logged.
     """
-    paths, labels, classes = list_image_folder(root, split)
-    indices = np.array_split(np.arange(len(paths)), process_count)[process_index]
+    paths, labels, classes = folder_part(root, split, num_classes, process_index, process_count)
     images, kept, unreadable = [], [], []
-    for index in indices:
-        image = read_image(paths[index], image_size)
+    for path, label in zip(paths, labels):
+        image = read_image(path, image_size)
         if image is None:
-            unreadable.append(paths[index])
+            unreadable.append(path)
         else:
             images.append(image)
-            kept.append(labels[index])
+            kept.append(label)
     if unreadable:
         logging.warning('Skipped %d unreadable images of %s/%s, e.g. %s.', len(unreadable), root,
                         split, unreadable[0])
     if not images:
         raise DataUnavailable(f'No readable image in {root}/{split} for process {process_index}.')
     return Split(np.stack(images), np.asarray(kept, np.int32)), classes
+
+
+def is_image_folder(dataset):
+    """Whether config.data.dataset names an image folder rather than a tfds data set."""
+    return os.path.isdir(dataset)

@@ -1,0 +1,131 @@
+"""What the config files share: the data sets, the paper's protocol, the variant parser and
+the paper's experiment tables.
+
+A variant is 'teacher-student' (or a model name for runs without a teacher) followed by
+settings: 'resnet32x4-resnet8x4,connector=1x1-3x3-1x1,alpha_ce=0.2'. `protocol` picks whose
+training recipe a run follows where sources disagree (README, "Where this project differs").
+"""
+import ml_collections
+
+from ijckd_jax.connectors import check_connector_name
+from ijckd_jax.models import check_model_name
+from ijckd_jax.objectives import resolve_settings
+
+CIFAR100 = dict(dataset='cifar100', in_memory=True, num_classes=100, image_size=32, train_split='train',
+                eval_split='test', mean=(0.5071, 0.4867, 0.4408), std=(0.2675, 0.2565, 0.2761))
+IMAGENET = dict(dataset='imagenet2012', in_memory=False, num_classes=1000, image_size=224, train_split='train',
+                eval_split='validation', mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+
+# The students that start at learning rate 0.01 instead of 0.05. The paper §4.1: "0.01 when
+# ShuffleNet is the backbone ... 0.05 for all other backbones". RepDistiller's
+# train_student.py (which SimKD and mdistiller copy) also gives 0.01 to MobileNetV2.
+LOW_LEARNING_RATE_STUDENTS = {
+    'paper': ('ShuffleV1', 'ShuffleV2'),
+    'repdistiller': ('MobileNetV2', 'ShuffleV1', 'ShuffleV2'),
+}
+
+# Table 1's CIFAR-100 teacher→student pairs.
+TABLE1_PAIRS = (
+    'resnet56-resnet20', 'resnet110-resnet32', 'resnet32x4-resnet8x4', 'wrn_40_2-wrn_16_2',
+    'wrn_40_2-wrn_40_1', 'vgg13-vgg8', 'vgg13-MobileNetV2', 'ResNet50-MobileNetV2', 'ResNet50-vgg8',
+    'resnet32x4-ShuffleV1', 'resnet32x4-ShuffleV2', 'wrn_40_2-ShuffleV1',
+)
+TABLE2_CONNECTOR_VARIANTS = tuple(f'{pair},connector={connector}'
+                                  for pair in ('resnet32x4-resnet8x4', 'wrn_40_2-wrn_40_1')
+                                  for connector in ('1x1', '1x1-1x1', '1x1-3x3-1x1'))
+
+
+def base_config(data=CIFAR100):
+    """Every field a run reads, with the CIFAR-100 protocol of the paper §4.1 as defaults."""
+    config = ml_collections.ConfigDict()
+    config.program = 'train'  # what main.py runs: 'train' one run, 'demo' the offline demo
+    config.seed = 0
+    # on_device: an in-memory training split that fits is held on the devices, and each
+    # step's batch is drawn, cropped and flipped inside the jitted step (ijckd_jax/data/device.py).
+    config.data = ml_collections.ConfigDict(dict(data, data_dir='', download=False, on_device=True))
+    config.student = ml_collections.ConfigDict(dict(model='resnet8x4'))
+    config.teacher = ml_collections.ConfigDict(dict(model='', checkpoint=''))
+    config.loss = ml_collections.ConfigDict(dict(name='ce'))
+    config.connector = ml_collections.ConfigDict(dict(kind='1x1', factor=2))
+    config.optimizer = ml_collections.ConfigDict(dict(
+        learning_rate=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4,
+        decay_epochs=(150, 180, 210), decay_factor=0.1))
+    config.num_epochs = 240
+    config.global_batch_size = 64
+    config.eval_batch_size = 500  # rounded up to a multiple of the devices; the padding is masked
+    config.steps_per_epoch = -1  # -1: the whole training split each epoch
+    config.dtype = 'float32'     # or 'bfloat16': bfloat16 compute, float32 parameters
+    config.log_every_steps = 100
+    config.checkpoints_to_keep = 3
+    # Multi-host: True calls jax.distributed.initialize(), which detects SLURM, Open MPI and
+    # cloud TPU clusters; elsewhere also set the coordinator, the process count and the index.
+    config.distributed = False
+    config.coordinator_address = ''  # host:port of process 0
+    config.num_processes = 0
+    config.process_id = -1
+    return config
+
+
+def parse_value(text):
+    """A number where the text is one ('0.2', '10'), else the text ('1x1-3x3-1x1', 'cosine')."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def parse_settings(arg):
+    """'head,key=value,...' → (head, {key: value}) with numbers parsed."""
+    head, *settings = arg.split(',')
+    options = {}
+    for setting in settings:
+        key, separator, value = setting.partition('=')
+        if not separator:
+            raise ValueError(f"Variant setting '{setting}' is not of the form key=value.")
+        options[key] = parse_value(value)
+    return head, options
+
+
+def parse_variant(arg, default_pair):
+    """'teacher-student,key=value,...' → (teacher, student, {key: value}), the names checked."""
+    pair, options = parse_settings(arg or default_pair)
+    if pair.count('-') != 1:
+        raise ValueError(f"A variant starts with 'teacher-student', e.g. '{default_pair}'; got '{pair}'.")
+    teacher, student = pair.split('-')
+    check_model_name(teacher)
+    check_model_name(student)
+    return teacher, student, options
+
+
+def pop_protocol(options, protocols):
+    """The variant's `protocol` setting (default 'paper'), checked against `protocols`."""
+    protocol = options.pop('protocol', 'paper')
+    if protocol not in protocols:
+        raise ValueError(f"Unknown protocol '{protocol}'; valid protocols: {', '.join(protocols)}.")
+    return protocol
+
+
+def cifar_learning_rate(model, protocol):
+    """The initial learning rate of a CIFAR student (or teacher) under `protocol`."""
+    return 0.01 if model in LOW_LEARNING_RATE_STUDENTS[protocol] else 0.05
+
+
+def distillation_config(objective, teacher, student, options, data=CIFAR100):
+    """A distillation run of `teacher` → `student`: the objective's settings from `options`,
+    and the connector (`options['connector']`, 1×1 by default)."""
+    config = base_config(data)
+    config.teacher.model, config.student.model = teacher, student
+    options = dict(options)
+    config.connector.kind = options.pop('connector', '1x1')
+    check_connector_name(config.connector.kind)
+    config.loss = ml_collections.ConfigDict(dict(name=objective, **resolve_settings(objective, options)))
+    return config
+
+
+def cifar_distillation_config(objective, arg, default_pair='resnet32x4-resnet8x4'):
+    """A CIFAR-100 distillation run from its variant string, at the protocol's learning rate."""
+    teacher, student, options = parse_variant(arg, default_pair)
+    protocol = pop_protocol(options, LOW_LEARNING_RATE_STUDENTS)
+    config = distillation_config(objective, teacher, student, options)
+    config.optimizer.learning_rate = cifar_learning_rate(student, protocol)
+    return config

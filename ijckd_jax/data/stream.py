@@ -1,0 +1,94 @@
+"""ImageNet-sized splits streamed with tf.data, augmented as the field trains ImageNet:
+RandomResizedCrop(224) and a flip, evaluated at Resize(256) + CenterCrop(224)."""
+from ijckd_jax.data import tfds_source
+from ijckd_jax.data.folders import folder_part, is_image_folder
+
+
+def stream_split(data, split, process_index, process_count, shuffle_seed=None):
+    """This process's part of a split as a tf.data.Dataset of (image, label), shuffled if seeded."""
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    if not is_image_folder(data.dataset):
+        if shuffle_seed is None:
+            return tfds_source.tfds_split(data, split, process_index, process_count)
+        return tfds_source.tfds_split(data, split, process_index, process_count, shuffle_files=True,
+                                      read_config=tfds.ReadConfig(shuffle_seed=shuffle_seed))
+    paths, labels, _ = folder_part(data.dataset, split, data.num_classes, process_index, process_count)
+    files = tf.data.Dataset.from_tensor_slices((paths, labels))
+    if shuffle_seed is not None:
+        files = files.shuffle(len(paths), seed=shuffle_seed)
+    decode = lambda path, label: (tf.io.decode_image(tf.io.read_file(path), channels=3,  # noqa: E731
+                                                     expand_animations=False), label)
+    # An unreadable image is skipped with a logged warning rather than ending the run.
+    return files.map(decode).ignore_errors(log_warning=True)
+
+
+def example_count(data, split, process_index, process_count):
+    """Examples in this process's part of a split, from the files or the data set's metadata."""
+    if is_image_folder(data.dataset):
+        return len(folder_part(data.dataset, split, data.num_classes, process_index, process_count)[0])
+    return tfds_source.example_count(data, split, process_index, process_count)
+
+
+def random_resized_crop(image, seed, size):
+    """torchvision's RandomResizedCrop(size): scale (0.08, 1), aspect ratio (3/4, 4/3), bilinear."""
+    import tensorflow as tf
+
+    begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        tf.shape(image), tf.zeros([1, 0, 4]), seed=seed, area_range=(0.08, 1.0),
+        aspect_ratio_range=(3 / 4, 4 / 3), max_attempts=10, use_image_if_no_bounding_boxes=True)
+    image = tf.image.resize(tf.slice(image, begin, crop_size), (size, size), 'bilinear')
+    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
+def resize_and_center_crop(image, size, resize_to):
+    """torchvision's Resize(resize_to) (shorter side) then CenterCrop(size)."""
+    import tensorflow as tf
+
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    scaled = tf.cast(tf.round(shape * resize_to / tf.reduce_min(shape)), tf.int32)
+    image = tf.image.resize(image, scaled, 'bilinear')
+    image = tf.image.resize_with_crop_or_pad(image, size, size)
+    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
+def stream_train_batches(data, local_batch_size, steps, seed, epoch, process_index, process_count,
+                         start_step=0):
+    """ImageNet-style training batches streamed with tf.data, deterministic in (seed, epoch).
+
+    Each example's crop and flip come from a stateless seed (seed, epoch, position), so a
+    resumed run skips to `start_step` and sees the batches an uninterrupted run would.
+    """
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    epoch_seed = seed * 100_003 + epoch
+    dataset = stream_split(data, data.train_split, process_index, process_count, epoch_seed)
+    dataset = dataset.shuffle(16 * local_batch_size, seed=epoch_seed)
+
+    def augment(position, example):
+        image, label = example
+        example_seed = tf.stack([tf.constant(epoch_seed, tf.int64), position])
+        image = random_resized_crop(image, example_seed, data.image_size)
+        flip = tf.random.stateless_uniform([], seed=example_seed + 1) < 0.5
+        return tf.cond(flip, lambda: image[:, ::-1], lambda: image), tf.cast(label, tf.int32)
+
+    dataset = dataset.enumerate().map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.batch(local_batch_size, drop_remainder=True).skip(start_step)
+    return tfds.as_numpy(dataset.take(steps - start_step).prefetch(2))
+
+
+def stream_eval_batches(data, local_batch_size, batches, process_index, process_count):
+    """Evaluation batches (images, labels, mask) at Resize(size·8/7) + CenterCrop(size), padded."""
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    resize_to = round(data.image_size * 8 / 7)  # 256 for 224
+    dataset = stream_split(data, data.eval_split, process_index, process_count).map(
+        lambda image, label: (resize_and_center_crop(image, data.image_size, resize_to),
+                              tf.cast(label, tf.int32), True))
+    padding = tf.data.Dataset.from_tensors(
+        (tf.zeros([data.image_size, data.image_size, 3], tf.uint8), 0, False)).repeat()
+    dataset = dataset.concatenate(padding).batch(local_batch_size).take(batches)
+    return tfds.as_numpy(dataset)

@@ -1,0 +1,63 @@
+"""tfds data sets (cifar100, imagenet2012, ...): this process's part, read with tf.data from
+a prepared data directory; nothing is downloaded unless config.data.download asks for it."""
+import numpy as np
+
+from ijckd_jax.data.split import DataUnavailable, Split
+
+
+def how_to_get(name, data_dir):
+    """What to do when `name` is not prepared in `data_dir`."""
+    where = data_dir or '~/tensorflow_datasets'
+    if name == 'imagenet2012':
+        return (f"tfds found no prepared imagenet2012 in {where}. ImageNet cannot be downloaded "
+                'automatically: put ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar (from '
+                f'image-net.org) in {where}/downloads/manual, run `tfds build imagenet2012 '
+                f'--data_dir {where}`, and pass --config.data.data_dir={where}.')
+    return (f"tfds found no prepared {name} in {where}. On a machine with internet run "
+            f"`tfds build {name} --data_dir {where}` (or pass --config.data.download=True), copy "
+            f'the directory here if needed, and pass --config.data.data_dir={where}.')
+
+
+def process_split_name(split, process_index, process_count):
+    """The tfds split name of this process's contiguous part of `split`."""
+    import tensorflow_datasets as tfds
+
+    return tfds.split_for_jax_process(split, process_index=process_index, process_count=process_count)
+
+
+def tfds_split(data, split, process_index, process_count, **load_arguments):
+    """This process's part of a tfds split as a tf.data.Dataset of (image, label)."""
+    import tensorflow_datasets as tfds
+
+    part = process_split_name(split, process_index, process_count)
+    try:
+        dataset = tfds.load(data.dataset, split=part, data_dir=data.data_dir or None,
+                            download=data.download, **load_arguments)
+    except Exception as error:  # tfds raises AssertionError, OSError, network errors, ...
+        raise DataUnavailable(how_to_get(data.dataset, data.data_dir)) from error
+    return dataset.map(lambda example: (example['image'], example['label']))
+
+
+def load_in_memory(data, split, process_index, process_count) -> Split:
+    """This process's part of a tfds split of equally sized images, as numpy arrays."""
+    import tensorflow_datasets as tfds
+
+    dataset = tfds_split(data, split, process_index, process_count).batch(4096)
+    parts = list(tfds.as_numpy(dataset))
+    if not parts:
+        raise DataUnavailable(f'{data.dataset} split {split} has no examples for process '
+                              f'{process_index} of {process_count}.')
+    images, labels = (np.concatenate(arrays) for arrays in zip(*parts))
+    return Split(images.astype(np.uint8), labels.astype(np.int32))
+
+
+def example_count(data, split, process_index, process_count):
+    """Examples in this process's part of a tfds split, from the data set's metadata."""
+    import tensorflow_datasets as tfds
+
+    part = process_split_name(split, process_index, process_count)
+    try:
+        builder = tfds.builder(data.dataset, data_dir=data.data_dir or None)
+        return builder.info.splits[part].num_examples
+    except Exception as error:
+        raise DataUnavailable(how_to_get(data.dataset, data.data_dir)) from error

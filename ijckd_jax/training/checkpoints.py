@@ -1,0 +1,31 @@
+"""Orbax checkpoints of a workdir: the train state after each epoch, the last few and the best
+by test top-1 kept."""
+import os
+
+import orbax.checkpoint as ocp
+from absl import logging
+
+
+def checkpoint_manager(workdir, keep):
+    """Keeps the last `keep` checkpoints and the best one by top-1."""
+    policy = ocp.checkpoint_managers.AnyPreservationPolicy([
+        ocp.checkpoint_managers.LatestN(n=keep),
+        ocp.checkpoint_managers.BestN(get_metric_fn=lambda metrics: metrics['top1'], n=1,
+                                      keep_checkpoints_without_metrics=False)])
+    options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=True)
+    return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, 'checkpoints')), options=options)
+
+
+def restore_latest(manager, state):
+    """The workdir's latest checkpoint, restored into the structure and shardings of `state`;
+    None when the workdir has none."""
+    if manager.latest_step() is None:
+        return None
+    restored = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(state))
+    logging.info('Resumed from %s at step %d.', manager.directory, int(restored.step))
+    return restored
+
+
+def save(manager, state, accuracy):
+    """Saves the state after an epoch, with the accuracy that picks the best checkpoint."""
+    manager.save(int(state.step), args=ocp.args.StandardSave(state), metrics=accuracy)

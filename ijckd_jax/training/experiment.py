@@ -1,0 +1,73 @@
+"""What one configuration trains with: the modules, the initial state on the mesh, the frozen
+teacher and the jitted steps. The teacher is loaded at every start and never written into
+the student's checkpoints."""
+import functools
+import os
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+
+from ijckd_jax.distillation import build_distiller
+from ijckd_jax.frozen_model import load_frozen_model
+from ijckd_jax.objectives import resolve_settings
+from ijckd_jax.training import steps
+from ijckd_jax.training.state import TrainState, create_optimizer, create_train_state
+
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+class Experiment(NamedTuple):
+    """Everything one configuration trains with, placed on a mesh."""
+    distiller: Any
+    state: TrainState
+    teacher_variables: Any
+    # (state, teacher_variables, *training_inputs) -> (state, metrics): the inputs are a
+    # sharded batch (images, labels), or the split held on the devices and the epoch's order.
+    train_step: Callable
+    eval_step: Callable   # (state, teacher_variables, images, labels, mask) -> sums
+    teacher_eval_step: Optional[Callable]  # (teacher_variables, images, labels, mask) -> hits
+
+
+def load_teacher(config):
+    """The frozen teacher's variables, checked against the config's architecture and classes."""
+    if not os.path.isdir(config.teacher.checkpoint):
+        raise FileNotFoundError(f'Teacher checkpoint {config.teacher.checkpoint} does not exist. '
+                                'Convert one with tools/convert_torch_weights.py or train one with '
+                                'configs/cifar_teacher.py.')
+    frozen = load_frozen_model(config.teacher.checkpoint)
+    if (frozen.model_name, frozen.num_classes) != (config.teacher.model, config.data.num_classes):
+        raise ValueError(f'Teacher checkpoint {config.teacher.checkpoint} holds {frozen.model_name} '
+                         f'with {frozen.num_classes} classes, but the config asks for '
+                         f'{config.teacher.model} with {config.data.num_classes} classes.')
+    return frozen.variables
+
+
+def create_experiment(config, mesh, steps_per_epoch, teacher_variables, data_on_device=False) -> Experiment:
+    """The modules, the initial state (replicated) and the jitted steps of `config`; with
+    `data_on_device`, the train step draws its batch from the split held on the devices."""
+    settings = resolve_settings(config.loss.name, {k: v for k, v in config.loss.items() if k != 'name'})
+    distiller = build_distiller(config.loss.name, config.student.model, config.teacher.model or None,
+                                config.data.num_classes, config.connector.kind,
+                                config.connector.factor, config.data.image_size, DTYPES[config.dtype])
+    optimizer = create_optimizer(config.optimizer, steps_per_epoch)
+    state = jax.jit(functools.partial(create_train_state, distiller, optimizer,
+                                      image_size=config.data.image_size),
+                    out_shardings=mesh.replicated)(jax.random.key(config.seed))
+    normalization = dict(mean=tuple(config.data.mean), std=tuple(config.data.std))
+    step_settings = dict(distiller=distiller, objective_name=config.loss.name, settings=settings,
+                         optimizer=optimizer, **normalization)
+    if data_on_device:
+        step = functools.partial(steps.train_step_on_device, mesh=mesh, seed=config.seed,
+                                 steps_per_epoch=steps_per_epoch,
+                                 global_batch=config.global_batch_size, **step_settings)
+    else:
+        step = functools.partial(steps.train_step, **step_settings)
+    evaluation = jax.jit(functools.partial(steps.eval_step, distiller=distiller,
+                                           objective_name=config.loss.name, **normalization))
+    teacher_evaluation = None
+    if distiller.teacher is not None:
+        teacher_evaluation = jax.jit(functools.partial(steps.teacher_eval_step,
+                                                       teacher=distiller.teacher, **normalization))
+    return Experiment(distiller, state, mesh.replicate(teacher_variables),
+                      jax.jit(step, donate_argnums=0), evaluation, teacher_evaluation)

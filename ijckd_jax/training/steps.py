@@ -1,0 +1,74 @@
+"""The steps a run jits: one SGD step, and the sums an evaluation batch contributes."""
+import jax
+import jax.numpy as jnp
+import optax
+
+from ijckd_jax.bound import bound_sums
+from ijckd_jax.data import device as device_data
+from ijckd_jax.distillation import evaluation_logits, forward
+from ijckd_jax.objectives import get_objective
+from ijckd_jax.training.state import TrainState, merge_variables, split_variables
+
+
+def normalize(images, mean, std):
+    """uint8 images → (images / 255 - mean) / std in float32 (torchvision's ToTensor + Normalize)."""
+    return (images.astype(jnp.float32) / 255.0 - jnp.asarray(mean)) / jnp.asarray(std)
+
+
+def train_step(state, teacher_variables, images, labels, *, distiller, objective_name, settings,
+               optimizer, mean, std):
+    """One SGD step on the objective; returns the new state and this step's metrics."""
+    images = normalize(images, mean, std)
+    objective = get_objective(objective_name)
+
+    def loss_function(params):
+        variables = merge_variables(params, state.batch_stats)
+        outputs, updated = forward(distiller, variables, teacher_variables, images, train=True)
+        loss, terms = objective.loss(outputs, labels, settings)
+        return loss, (terms, split_variables(updated)[1], outputs)
+
+    (loss, (terms, batch_stats, outputs)), gradients = jax.value_and_grad(
+        loss_function, has_aux=True)(state.params)
+    updates, opt_state = optimizer.update(gradients, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    predictions = jnp.argmax(evaluation_logits(outputs, objective_name), axis=-1)
+    metrics = {'loss': loss, **{f'loss_{name}': value for name, value in terms.items()},
+               'train_top1': jnp.mean(predictions == labels)}
+    return TrainState(state.step + 1, params, batch_stats, opt_state), metrics
+
+
+def train_step_on_device(state, teacher_variables, split_images, split_labels, order, *, mesh, seed,
+                         steps_per_epoch, global_batch, **step_settings):
+    """train_step on the batch of the state's step, drawn from the split held on the devices."""
+    images, labels = device_data.draw_batch(
+        device_data.DeviceSplit(split_images, split_labels), order, state.step, mesh, seed=seed,
+        steps_per_epoch=steps_per_epoch, global_batch=global_batch)
+    return train_step(state, teacher_variables, images, labels, **step_settings)
+
+
+def count_correct(logits, labels, mask):
+    """100 × the top-1 and top-5 hits (percentages once divided by the count) and the count."""
+    top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
+    hits = top5 == labels[:, None]
+    return {'top1': 100.0 * jnp.sum(hits[:, 0] * mask),
+            'top5': 100.0 * jnp.sum(jnp.any(hits, -1) * mask), 'count': jnp.sum(mask)}
+
+
+def eval_step(state, teacher_variables, images, labels, mask, *, distiller, objective_name, mean, std):
+    """Sums over one batch: hits of the objective's evaluation classifier, and the terms of
+    the paper's error bound where the teacher classifier can read the student's features."""
+    variables = merge_variables(state.params, state.batch_stats)
+    outputs, _ = forward(distiller, variables, teacher_variables, normalize(images, mean, std),
+                         train=False)
+    logits = evaluation_logits(outputs, objective_name)
+    sums = count_correct(logits, labels, mask)
+    if outputs.teacher_classifier_logits is not None:
+        sums.update(bound_sums(logits, outputs.teacher_classifier_logits, outputs.teacher_logits,
+                               labels, mask))
+    return sums
+
+
+def teacher_eval_step(teacher_variables, images, labels, mask, *, teacher, mean, std):
+    """Hits of the frozen teacher on one batch."""
+    logits = teacher.apply(teacher_variables, normalize(images, mean, std)).logits
+    return count_correct(logits, labels, mask)

@@ -1,56 +1,9 @@
-"""Trains and evaluates one configuration: python main.py --config configs/cifar_ijckd.py --workdir runs/ijckd
+"""Trains and evaluates what a config describes (the installed command `ijckd-train` is the same):
 
-The logic lives in ijckd_jax.train; this file only parses the flags.
+    python main.py --config configs/cifar_ijckd.py:resnet32x4-resnet8x4 \
+        --config.teacher.checkpoint=teachers/resnet32x4 --workdir runs/ijckd
 """
-import importlib.util
-import sys
-
-from absl import app, flags, logging
-from ml_collections import config_flags
-
-from ijckd_jax.config import describe_unknown_fields
-from ijckd_jax.demo import run_demo
-from ijckd_jax.train import train_and_evaluate
-
-FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file('config', None, 'A config file, optionally with a variant: '
-                                'configs/cifar_ijckd.py:resnet32x4-resnet8x4', lock_config=True)
-flags.DEFINE_string('workdir', None, 'Where checkpoints, metrics and the summary go; '
-                    'a run restarted with the same workdir resumes.')
-flags.mark_flags_as_required(['config', 'workdir'])
-
-
-def parse_flags(argv):
-    """absl's flag parsing, where an unknown --config.FIELD is named with the valid fields."""
-    try:
-        return FLAGS(argv)
-    except (AttributeError, KeyError) as error:
-        overrides = [argument[len('--config.'):].split('=')[0] for argument in argv
-                     if argument.startswith('--config.')]
-        message = describe_unknown_fields(load_config_argument(argv), overrides) or str(error)
-        sys.exit(f'FATAL Flags parsing error: {message}')
-
-
-def load_config_argument(argv):
-    """The config that --config names (file[:variant]), without the overrides."""
-    position = next(index for index, argument in enumerate(argv)
-                    if argument == '--config' or argument.startswith('--config='))
-    argument = argv[position].partition('=')[2] or argv[position + 1]
-    path, _, variant = argument.partition(':')
-    specification = importlib.util.spec_from_file_location('config_file', path)
-    module = importlib.util.module_from_spec(specification)
-    specification.loader.exec_module(module)
-    return module.get_config(variant) if variant else module.get_config()
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-    # Orbax reports every save step by step at INFO; keep the console to the run's progress.
-    logging.get_absl_handler().addFilter(lambda record: 'orbax' not in record.pathname)
-    run = run_demo if 'demo' in FLAGS.config else train_and_evaluate
-    run(FLAGS.config, FLAGS.workdir)
-
+from ijckd_jax.cli.train import run
 
 if __name__ == '__main__':
-    app.run(main, flags_parser=parse_flags)
+    run()

@@ -15,7 +15,6 @@ jax.config.update('jax_disable_most_optimizations', True)
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = 32  # per mocked split
-ENVIRONMENT = {**os.environ, 'PYTHONPATH': REPOSITORY}
 
 
 def run_main(arguments, tmp_path):
@@ -25,7 +24,7 @@ def run_main(arguments, tmp_path):
               f'with tfds.testing.mock_data(num_examples={EXAMPLES}):\n'
               f'    runpy.run_path({os.path.join(REPOSITORY, "main.py")!r}, run_name="__main__")\n')
     return subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
-                          cwd=tmp_path, env=ENVIRONMENT, timeout=600)
+                          cwd=tmp_path, timeout=600)
 
 
 @pytest.fixture(scope='session')

@@ -1,63 +1,7 @@
-"""Converts a PyTorch checkpoint of the zoo into a saved Flax model the trainer loads as a teacher.
-
-    python tools/convert_torch_weights.py resnet32x4_vanilla/ckpt_epoch_240.pth \
-        --arch resnet32x4 --out teachers/resnet32x4 --verify
-
-Reads plain state dicts, {'model': state_dict} (RepDistiller, mdistiller, SimKD), keys with
-DataParallel's 'module.' prefix, and torchvision's resnet18/34/50 state dicts. Nothing is
-written unless every key and shape matches (and, with --verify, the logits agree).
-"""
-import argparse
-import os
+"""The same as the installed command `ijckd-convert` (ijckd_jax/cli/convert.py says what it does)."""
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from ijckd_jax import convert  # noqa: E402
-from ijckd_jax.frozen_model import FrozenModel, save_frozen_model  # noqa: E402
-from ijckd_jax.models import check_model_name  # noqa: E402
-
-TOLERANCE = 1e-4
-
-
-def parse_arguments(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('checkpoint', help='the PyTorch .pth/.pt file')
-    parser.add_argument('--arch', help='model name; inferred from a <model>_vanilla/ folder if omitted')
-    parser.add_argument('--out', required=True, help='directory to create')
-    parser.add_argument('--num-classes', type=int,
-                        help="class count; read from the classifier's shape if omitted")
-    parser.add_argument('--verify', action='store_true',
-                        help=f'run PyTorch and Flax on one random batch; fail if the logits differ by more than {TOLERANCE}')
-    parser.add_argument('--allow-pickle', action='store_true',
-                        help='let torch.load unpickle arbitrary objects (only for files you trust)')
-    return parser.parse_args(argv)
-
-
-def main(argv=None):
-    arguments = parse_arguments(argv)
-    try:
-        if os.path.exists(arguments.out):
-            raise convert.ConversionError(f'{arguments.out} already exists; choose another --out or remove it.')
-        model_name = arguments.arch or convert.infer_model_name(arguments.checkpoint)
-        check_model_name(model_name)
-        state_dict = convert.read_torch_checkpoint(arguments.checkpoint, arguments.allow_pickle)
-        variables = convert.convert_state_dict(state_dict, model_name, arguments.num_classes)
-        num_classes = convert.infer_num_classes(state_dict, model_name)
-        print(f'{arguments.checkpoint}: {len(state_dict)} entries match {model_name} with {num_classes} classes.')
-        if arguments.verify:
-            difference = convert.largest_logit_difference(state_dict, model_name, variables)
-            print(f'largest absolute logit difference, PyTorch vs Flax: {difference:.3e}')
-            if not difference <= TOLERANCE:
-                raise convert.ConversionError(f'Verification failed: {difference:.3e} > {TOLERANCE}.')
-        save_frozen_model(arguments.out, FrozenModel(model_name, num_classes, variables),
-                          source=os.path.abspath(arguments.checkpoint))
-    except (convert.ConversionError, ValueError, FileExistsError) as error:
-        print(f'error: {error}', file=sys.stderr)
-        return 1
-    print(f'wrote {arguments.out}')
-    return 0
-
+from ijckd_jax.cli.convert import main
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -1,31 +1,7 @@
-"""Draws a run's accuracy, the error bound's terms and the classifier distance per epoch.
-
-    python tools/plot_run.py RUN_DIR [--out RUN_DIR/theory.png]
-"""
-import argparse
-import os
+"""The same as the installed command `ijckd-plot` (ijckd_jax/cli/plot.py says what it does)."""
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from ijckd_jax.report import ReportError  # noqa: E402
-from ijckd_jax.run_plot import plot_run  # noqa: E402
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('run_directory', help="a training run's --workdir")
-    parser.add_argument('--out', help='the PNG to write (default RUN_DIR/theory.png)')
-    arguments = parser.parse_args(argv)
-    out = arguments.out or os.path.join(arguments.run_directory, 'theory.png')
-    try:
-        panels = plot_run(arguments.run_directory, out)
-    except ReportError as error:
-        print(f'error: {error}', file=sys.stderr)
-        return 2
-    print(f'wrote {out} ({", ".join(panels)})')
-    return 0
-
+from ijckd_jax.cli.plot import main
 
 if __name__ == '__main__':
     sys.exit(main())

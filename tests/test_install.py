@@ -1,0 +1,60 @@
+"""The installed package: console scripts that are the checkout's programs, config files that
+import configs.common from anywhere, main.py dispatching on config.program, no sys.path edits."""
+import glob
+import os
+import subprocess
+import sys
+
+from conftest import REPOSITORY
+from test_report import write_run
+
+BIN = os.path.dirname(sys.executable)
+
+
+def run(command, cwd):
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_the_report_command_is_the_report_tool(tmp_path):
+    write_run(tmp_path / 'runs' / 'a', seed=0)
+    write_run(tmp_path / 'runs' / 'b', seed=1, best_top1=77.0)
+    command = run([os.path.join(BIN, 'ijckd-report'), str(tmp_path / 'runs')], cwd=tmp_path)
+    tool = run([sys.executable, os.path.join(REPOSITORY, 'tools', 'report.py'), str(tmp_path / 'runs')],
+               cwd=tmp_path)
+    assert command.returncode == tool.returncode == 0, command.stderr + tool.stderr
+    assert command.stdout == tool.stdout and '76.50 ± 0.71' in command.stdout
+
+
+def test_every_command_is_installed_and_answers(tmp_path):
+    for name in ('ijckd-convert', 'ijckd-report', 'ijckd-plot'):
+        result = run([os.path.join(BIN, name), '--help'], cwd=tmp_path)
+        assert result.returncode == 0 and result.stdout.startswith(f'usage: {name}'), name
+
+
+def test_a_config_file_outside_the_working_directory_imports_configs_common(tmp_path):
+    """The train command, run away from the checkout, loads configs/cifar_ijckd.py (which
+    imports configs.common) and names an unknown field with the valid ones."""
+    result = run([os.path.join(BIN, 'ijckd-train'), '--config',
+                  os.path.join(REPOSITORY, 'configs', 'cifar_ijckd.py'), '--workdir', str(tmp_path / 'run'),
+                  '--config.loss.alpha_c=0.2'], cwd=tmp_path)
+    assert result.returncode != 0
+    assert "config.loss has no field 'alpha_c'; its fields: alpha_ce, alpha_lm" in result.stderr
+    assert not (tmp_path / 'run').exists()
+
+
+def test_main_dispatches_on_what_the_config_says_it_is(tmp_path):
+    result = run([sys.executable, os.path.join(REPOSITORY, 'main.py'), '--config',
+                  os.path.join(REPOSITORY, 'configs', 'cifar_teacher.py:resnet8'), '--workdir',
+                  str(tmp_path / 'run'), '--config.program=evaluate'], cwd=tmp_path)
+    assert result.returncode == 1
+    assert "config.program is 'evaluate'; valid programs: train, demo." in result.stderr
+    assert not (tmp_path / 'run').exists()
+
+
+def test_nothing_edits_sys_path():
+    sources = [path for pattern in ('*.py', 'ijckd_jax/**/*.py', 'configs/*.py', 'tools/*.py',
+                                    'bench/*.py', 'tests/*.py')
+               for path in glob.glob(os.path.join(REPOSITORY, pattern), recursive=True)]
+    editing = [path for path in sources
+               if any(f'sys.path.{verb}(' in open(path).read() for verb in ('insert', 'append'))]
+    assert len(sources) > 60 and editing == []

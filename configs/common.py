@@ -55,6 +55,12 @@ def base_config(data=CIFAR100):
     config.eval_batch_size = 500  # rounded up to a multiple of the devices; the padding is masked
     config.steps_per_epoch = -1  # -1: the whole training split each epoch
     config.dtype = 'float32'     # or 'bfloat16': bfloat16 compute, float32 parameters
+    # float32 matrix products and convolutions: 'default' is XLA's choice, which is TF32 on
+    # Ampere and later NVIDIA GPUs; 'float32' computes them in full float32 (slower there).
+    config.matmul_precision = 'default'
+    # XLA's persistent compilation cache (main.py only): a run compiled before starts without
+    # compiling. '' turns it off.
+    config.compilation_cache = '~/.cache/ijckd_jax/xla'
     config.log_every_steps = 100
     config.checkpoints_to_keep = 3
     # Multi-host: True calls jax.distributed.initialize(), which detects SLURM, Open MPI and

@@ -7,10 +7,16 @@ import os
 import ml_collections
 
 from ijckd_jax.connectors import check_connector_name
+from ijckd_jax.data.pipeline import reads_with_tf_data
 from ijckd_jax.models import check_model_name
 from ijckd_jax.objectives import get_objective, resolve_settings
+from ijckd_jax.runtime import MATMUL_PRECISIONS, tensorflow_installed
 
 DTYPES = ('float32', 'bfloat16')
+
+
+class ConfigError(ValueError):
+    """A config value that cannot run; the message names the field and the fix."""
 
 
 def validate_config(config, device_count):
@@ -21,24 +27,30 @@ def validate_config(config, device_count):
     if objective.uses_teacher:
         check_model_name(config.teacher.model)
         if not config.teacher.checkpoint:
-            raise ValueError(
+            raise ConfigError(
                 f"Objective '{config.loss.name}' needs a teacher but config.teacher.checkpoint is "
                 'empty. Convert PyTorch weights with tools/convert_torch_weights.py or train one '
                 'with configs/cifar_teacher.py, then pass --config.teacher.checkpoint=DIR.')
     if objective.uses_connector:
         check_connector_name(config.connector.kind)
     if config.global_batch_size <= 0 or config.global_batch_size % device_count:
-        raise ValueError(f'config.global_batch_size={config.global_batch_size} must be a positive '
+        raise ConfigError(f'config.global_batch_size={config.global_batch_size} must be a positive '
                          f'multiple of the {device_count} devices the batch is sharded over.')
     if config.eval_batch_size <= 0:
-        raise ValueError(f'config.eval_batch_size={config.eval_batch_size} must be positive.')
+        raise ConfigError(f'config.eval_batch_size={config.eval_batch_size} must be positive.')
     dataset = config.data.dataset
     if dataset.startswith(('/', '.', '~')) and not os.path.isdir(dataset):
-        raise ValueError(f"config.data.dataset='{dataset}' is a path but not a directory. Give an "
+        raise ConfigError(f"config.data.dataset='{dataset}' is a path but not a directory. Give an "
                          'image folder with train/ and test/ class folders, or a tfds name such '
                          "as 'cifar100'.")
+    if reads_with_tf_data(config.data) and not tensorflow_installed():
+        raise ConfigError(f"config.data.dataset='{dataset}' is read with tf.data, which needs "
+                          "TensorFlow: pip install tensorflow-cpu (or pip install -e '.[tensorflow]').")
     if config.dtype not in DTYPES:
-        raise ValueError(f"config.dtype must be one of {', '.join(DTYPES)}, got '{config.dtype}'.")
+        raise ConfigError(f"config.dtype must be one of {', '.join(DTYPES)}, got '{config.dtype}'.")
+    if config.matmul_precision not in MATMUL_PRECISIONS:
+        raise ConfigError(f"config.matmul_precision must be one of {', '.join(MATMUL_PRECISIONS)}, "
+                          f"got '{config.matmul_precision}'.")
 
 
 def describe_unknown_fields(config, paths):

@@ -12,8 +12,13 @@ import pytest
 
 jax.config.update('jax_num_cpu_devices', 4)
 jax.config.update('jax_disable_most_optimizations', True)
+# Full float32 matrix products and convolutions: XLA's default on GPUs is TF32, which moves a
+# resnet8's logits by ~1.5e-4 from PyTorch's, beyond the parity tests' 1e-4. No effect on CPUs.
+jax.config.update('jax_default_matmul_precision', 'float32')
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The multi-device tests run on four CPU devices, which exist on GPU machines too.
+CPU_DEVICES = jax.devices('cpu')
 EXAMPLES = 32  # per mocked split
 
 
@@ -29,11 +34,12 @@ def run_main(arguments, tmp_path):
 
 @pytest.fixture(scope='session')
 def teacher(tmp_path_factory):
-    """A resnet8 teacher trained through main.py, and its run directory."""
-    workdir = tmp_path_factory.mktemp('teacher')
+    """A resnet8 teacher trained through main.py, its run directory, its log, and the
+    compilation cache it filled (a temporary one, not the user's)."""
+    workdir, cache = tmp_path_factory.mktemp('teacher'), tmp_path_factory.mktemp('xla')
     result = run_main(['--config', os.path.join(REPOSITORY, 'configs/cifar_teacher.py:resnet8'),
                        '--workdir', str(workdir), '--config.num_epochs=2', '--config.steps_per_epoch=2',
                        '--config.global_batch_size=8', '--config.eval_batch_size=8',
-                       '--config.log_every_steps=1'], workdir)
+                       '--config.log_every_steps=1', f'--config.compilation_cache={cache}'], workdir)
     assert result.returncode == 0, result.stderr[-3000:]
-    return workdir, result.stderr
+    return workdir, result.stderr, cache

@@ -37,6 +37,7 @@ def run_steps(config, mesh, batches, teacher_variables):
 
 def main(process_id, port, teacher_directory, output):
     os.environ['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={DEVICES_PER_PROCESS}'
+    os.environ['JAX_PLATFORMS'] = 'cpu'  # CPU devices on GPU machines too, as the test compares
     import jax
     import numpy as np
     import tensorflow_datasets as tfds

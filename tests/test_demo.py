@@ -2,9 +2,8 @@
 import functools
 import json
 
-import jax
-
 from configs import demo
+from conftest import CPU_DEVICES
 from ijckd_jax.config import validate_config
 from ijckd_jax.data.pipeline import Pipeline
 from ijckd_jax.demo import run_demo
@@ -49,9 +48,9 @@ def test_an_evaluation_batch_the_devices_do_not_divide_is_padded_and_counts_ever
     for eval_batch_size in (6, 4):
         config = folder_config(root)
         config.student.model, config.eval_batch_size = 'resnet8', eval_batch_size
-        validate_config(config, jax.device_count())
-        pipeline = Pipeline(config, 0, 1, jax.device_count())
-        mesh = Mesh()
+        validate_config(config, len(CPU_DEVICES))
+        pipeline = Pipeline(config, 0, 1, len(CPU_DEVICES))
+        mesh = Mesh(CPU_DEVICES)
         experiment = create_experiment(config, mesh, pipeline.steps_per_epoch, {})
         assert pipeline.local_eval_batch == {6: 8, 4: 4}[eval_batch_size]
         accuracies.append(evaluate(functools.partial(experiment.eval_step, experiment.state, {}),

@@ -6,6 +6,7 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import CPU_DEVICES
 from ijckd_jax.data import device as device_data
 from ijckd_jax.data.augment import PADDING, crop_and_flip
 from ijckd_jax.data.pipeline import train_batches
@@ -49,8 +50,8 @@ def chi_square_against_uniform(cells):
 
 @pytest.fixture(scope='module')
 def mesh():
-    assert len(jax.devices()) == 4
-    return Mesh()
+    assert len(CPU_DEVICES) == 4
+    return Mesh(CPU_DEVICES)
 
 
 def drawn_batches(split, mesh, steps_per_epoch, global_batch, steps, seed=0):
@@ -130,4 +131,4 @@ def test_a_split_larger_than_a_quarter_of_device_memory_stays_on_the_host():
     devices = [DeviceWithMemory(4 * split.images.nbytes // 2)] * 2  # each shard: exactly a quarter
     assert device_data.fits_on_devices(split, devices)
     assert not device_data.fits_on_devices(split, [DeviceWithMemory(4 * split.images.nbytes // 2 - 1)] * 2)
-    assert device_data.fits_on_devices(split, jax.devices())  # CPU devices report no limit
+    assert device_data.fits_on_devices(split, CPU_DEVICES)  # CPU devices report no limit

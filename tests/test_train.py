@@ -16,7 +16,7 @@ from flax import traverse_util
 
 from configs import cifar_ijckd, cifar_teacher
 from configs.common import cifar_distillation_config
-from conftest import EXAMPLES, REPOSITORY
+from conftest import CPU_DEVICES, EXAMPLES, REPOSITORY
 from ijckd_jax.data.pipeline import Pipeline
 from ijckd_jax.frozen_model import load_frozen_model
 from ijckd_jax.objectives import OBJECTIVES
@@ -35,7 +35,7 @@ def shrink(config, **fields):
 
 
 def test_teacher_training_through_main_writes_everything(teacher):
-    workdir, log = teacher
+    workdir, log, cache = teacher
     summary = json.loads((workdir / 'summary.json').read_text())
     history = json.loads((workdir / 'history.json').read_text())
     assert [entry['epoch'] for entry in history] == [0, 1]
@@ -46,6 +46,10 @@ def test_teacher_training_through_main_writes_everything(teacher):
     assert 'step 4/4' in log and 'images/s' in log and 'ETA' in log
     assert 'Total: 83,892' in log  # the parameter overview of resnet8
     assert load_frozen_model(workdir / 'export').model_name == 'resnet8'
+    assert 'Arithmetic: dtype float32, matmul and convolution precision default on cpu.' in log
+    assert (summary['dtype'], summary['matmul_precision']) == ('float32', 'default')
+    assert f'Compilation cache: {cache}.' in log
+    assert any(name.startswith('jit_train_step') for name in os.listdir(cache))  # main.py fills it
 
 
 @pytest.mark.parametrize('objective', [name for name in OBJECTIVES if name != 'ce'])
@@ -102,9 +106,9 @@ def test_four_devices_give_the_same_step_as_one(teacher, optimized_compiles):
     with tfds.testing.mock_data(num_examples=EXAMPLES):
         batch = next(iter(Pipeline(config, 0, 1).train_epoch(0)))
     teacher_variables = load_teacher(config)
-    one, one_losses = run_steps(config, Mesh(jax.devices()[:1]), [batch], teacher_variables)
-    four, four_losses = run_steps(config, Mesh(jax.devices()[:4]), [batch], teacher_variables)
-    assert len(jax.devices()) == 4
+    one, one_losses = run_steps(config, Mesh(CPU_DEVICES[:1]), [batch], teacher_variables)
+    four, four_losses = run_steps(config, Mesh(CPU_DEVICES[:4]), [batch], teacher_variables)
+    assert len(CPU_DEVICES) == 4
     np.testing.assert_allclose(four_losses, one_losses, rtol=1e-5)
     for path, value in traverse_util.flatten_dict(one, sep='/').items():
         np.testing.assert_allclose(traverse_util.flatten_dict(four, sep='/')[path], value,
@@ -134,8 +138,8 @@ def test_two_processes_match_one_process_with_four_devices(teacher, tmp_path, op
         parts = [list(Pipeline(config, index, PROCESSES).train_epoch(0))[:STEPS]
                  for index in range(PROCESSES)]
     batches = [tuple(np.concatenate(arrays) for arrays in zip(*step)) for step in zip(*parts)]
-    assert len(jax.devices()) == PROCESSES * DEVICES_PER_PROCESS
-    expected, expected_losses = run_steps(config, Mesh(), batches, load_teacher(config))
+    assert len(CPU_DEVICES) == PROCESSES * DEVICES_PER_PROCESS
+    expected, expected_losses = run_steps(config, Mesh(CPU_DEVICES), batches, load_teacher(config))
     distributed = dict(np.load(output))
     np.testing.assert_allclose(distributed.pop('losses'), expected_losses, rtol=1e-5)
     for path, value in traverse_util.flatten_dict(expected, sep='/').items():
@@ -197,7 +201,7 @@ def test_bfloat16_compute_stays_close_to_float32_over_a_few_steps(teacher):
     config = distributed_config(str(teacher[0] / 'export'))
     with tfds.testing.mock_data(num_examples=EXAMPLES):
         batches = list(Pipeline(config, 0, 1).train_epoch(0))[:3]
-    teacher_variables, mesh = load_teacher(config), Mesh(jax.devices()[:1])
+    teacher_variables, mesh = load_teacher(config), Mesh(CPU_DEVICES[:1])
     initial, _ = run_steps(config, mesh, [], teacher_variables)
     full, full_losses = run_steps(config, mesh, batches, teacher_variables)
     config.dtype = 'bfloat16'

@@ -12,8 +12,9 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from ijckd_jax.config import describe_unknown_fields
+from ijckd_jax.config import ConfigError, describe_unknown_fields
 from ijckd_jax.demo import run_demo
+from ijckd_jax.runtime import enable_compilation_cache
 from ijckd_jax.training.loop import train_and_evaluate
 
 FLAGS = flags.FLAGS
@@ -56,7 +57,11 @@ def main(argv):
     program = FLAGS.config.get('program', 'train')
     if program not in PROGRAMS:
         raise app.UsageError(f"config.program is '{program}'; valid programs: {', '.join(PROGRAMS)}.")
-    PROGRAMS[program](FLAGS.config, FLAGS.workdir)
+    enable_compilation_cache(FLAGS.config.get('compilation_cache', ''))
+    try:
+        PROGRAMS[program](FLAGS.config, FLAGS.workdir)
+    except ConfigError as error:
+        sys.exit(f'error: {error}')
 
 
 def run():

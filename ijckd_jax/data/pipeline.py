@@ -19,6 +19,19 @@ from ijckd_jax.data.split import Split, agree
 LARGEST_IN_MEMORY_FOLDER_IMAGE = 64  # pixels; larger folder images stream with ImageNet's augmentation
 
 
+def in_memory(data):
+    """Whether the run holds its splits in memory (else they stream through tf.data)."""
+    if is_image_folder(data.dataset):
+        return data.image_size <= LARGEST_IN_MEMORY_FOLDER_IMAGE
+    return data.in_memory
+
+
+def reads_with_tf_data(data):
+    """Whether the run needs TensorFlow: tfds data sets are read with tf.data, and so are
+    streamed image folders; the digits and in-memory folders are not."""
+    return data.dataset != 'digits' and not (is_image_folder(data.dataset) and in_memory(data))
+
+
 def load_split(data, split, process_index, process_count) -> Split:
     """This process's part of a split in memory: 'digits', an image folder, or a tfds data set."""
     if data.dataset == 'digits':
@@ -78,8 +91,7 @@ class Pipeline:
                          eval_batch, device_count)
         self.local_eval_batch = eval_batch // process_count
         self.data = data
-        self.in_memory = (data.image_size <= LARGEST_IN_MEMORY_FOLDER_IMAGE
-                          if is_image_folder(data.dataset) else data.in_memory)
+        self.in_memory = in_memory(data)
         if self.in_memory:
             self.train_split = load_split(data, data.train_split, process_index, process_count)
             self.eval_split = load_split(data, data.eval_split, process_index, process_count)

@@ -11,16 +11,18 @@ import os
 import jax
 import jax.numpy as jnp
 from absl import logging
-from clu import metric_writers, parameter_overview
+from clu import parameter_overview
 
 from ijckd_jax.bound import classifier_comparison
 from ijckd_jax.config import validate_config
 from ijckd_jax.data import device as device_data
 from ijckd_jax.data.pipeline import Pipeline
 from ijckd_jax.objectives import get_objective
+from ijckd_jax.runtime import describe_arithmetic, matmul_precision
 from ijckd_jax.training import checkpoints
 from ijckd_jax.training.experiment import create_experiment, load_teacher
 from ijckd_jax.training.mesh import Mesh
+from ijckd_jax.training.metrics import create_writer
 from ijckd_jax.training.progress import Progress
 from ijckd_jax.training.workdir import History, export_student, summarize, write_summary
 
@@ -33,6 +35,13 @@ def train_and_evaluate(config, workdir):
     if config.distributed:
         initialize_distributed(config)
     validate_config(config, jax.device_count())
+    logging.info(describe_arithmetic(config.dtype, config.matmul_precision))
+    with matmul_precision(config.matmul_precision):
+        return train_validated(config, workdir)
+
+
+def train_validated(config, workdir):
+    """train_and_evaluate of a validated config, under its arithmetic precision."""
     objective = get_objective(config.loss.name)
     teacher_variables = load_teacher(config) if objective.uses_teacher else {}
     os.makedirs(workdir, exist_ok=True)
@@ -41,7 +50,7 @@ def train_and_evaluate(config, workdir):
     device_split = place_training_data(config, pipeline, mesh)
     experiment = create_experiment(config, mesh, pipeline.steps_per_epoch, teacher_variables,
                                    data_on_device=device_split is not None)
-    writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+    writer = create_writer(workdir, just_logging=jax.process_index() > 0)
     manager = checkpoints.checkpoint_manager(workdir, config.checkpoints_to_keep)
     try:
         state = checkpoints.restore_latest(manager, experiment.state)

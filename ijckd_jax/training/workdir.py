@@ -43,7 +43,8 @@ def summarize(entries, teacher_accuracy, config):
             'loss': config.loss.to_dict(),
             'connector': config.connector.kind if objective.uses_connector else None,
             'student': config.student.model, 'teacher': config.teacher.model or None,
-            'seed': config.seed, 'best_top1': best['top1'], 'best_epoch': best['epoch'],
+            'seed': config.seed, 'dtype': config.dtype, 'matmul_precision': config.matmul_precision,
+            'best_top1': best['top1'], 'best_epoch': best['epoch'],
             'last_top1': entries[-1]['top1'], 'last_top5': entries[-1]['top5'],
             'epochs': len(entries), 'teacher_top1': teacher_accuracy and teacher_accuracy['top1']}
 

@@ -1,56 +1,188 @@
-"""Checks of a run's config, made before any work: a bad value is named with its fix.
+"""Checks of a run's config and workdir, made before any work: a bad value is a ConfigError
+naming the field, the value and the fix, printed by main.py as one line.
 
 The configs themselves, their defaults and the paper's experiment tables live in configs/.
 """
+import difflib
+import json
+import math
 import os
 
 import ml_collections
 
 from ijckd_jax.connectors import check_connector_name
+from ijckd_jax.data.folders import check_class_count, check_same_classes, class_names, is_image_folder
 from ijckd_jax.data.pipeline import reads_with_tf_data
+from ijckd_jax.errors import ConfigError, WorkdirError
 from ijckd_jax.models import check_model_name
 from ijckd_jax.objectives import get_objective, resolve_settings
 from ijckd_jax.runtime import MATMUL_PRECISIONS, tensorflow_installed
 
 DTYPES = ('float32', 'bfloat16')
+SMALLEST_IMAGE = 8  # pixels: the CIFAR networks pool an 8×8 map at 32 pixels, 2×2 at 8
+# Integer fields and their smallest value.
+INTEGERS = {'seed': 0, 'num_epochs': 1, 'global_batch_size': 1, 'eval_batch_size': 1,
+            'log_every_steps': 1, 'checkpoints_to_keep': 1, 'num_processes': 0, 'process_id': -1,
+            'data.num_classes': 2, 'data.image_size': SMALLEST_IMAGE, 'connector.factor': 1}
+BOOLEANS = ('distributed', 'data.download', 'data.in_memory', 'data.on_device', 'optimizer.nesterov')
 
 
-class ConfigError(ValueError):
-    """A config value that cannot run; the message names the field and the fix."""
+def field(config, path):
+    """config.a.b for path 'a.b'."""
+    value = config
+    for name in path.split('.'):
+        value = value[name]
+    return value
 
 
-def validate_config(config, device_count):
-    """Every check that can fail before any work: names, settings, batch sizes, the teacher."""
-    check_model_name(config.student.model)
-    objective = get_objective(config.loss.name)
-    resolve_settings(config.loss.name, {key: value for key, value in config.loss.items() if key != 'name'})
+def is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def refuse(path, value, problem):
+    raise ConfigError(f'config.{path}={value!r} {problem}.')
+
+
+def check_types_and_ranges(config):
+    """Integers, booleans, the optimizer's numbers and the normalisation, each in its range."""
+    for path, smallest in INTEGERS.items():
+        value = field(config, path)
+        if not isinstance(value, int) or isinstance(value, bool) or value < smallest:
+            refuse(path, value, f'must be an integer ≥ {smallest}')
+    for path in BOOLEANS:
+        if not isinstance(field(config, path), bool):
+            refuse(path, field(config, path), 'must be True or False')
+    if config.steps_per_epoch != -1 and (not isinstance(config.steps_per_epoch, int)
+                                         or config.steps_per_epoch < 1):
+        refuse('steps_per_epoch', config.steps_per_epoch, 'must be -1 (the whole split) or an integer ≥ 1')
+    optimizer = config.optimizer
+    for name in ('learning_rate', 'decay_factor'):
+        if not is_number(optimizer[name]) or optimizer[name] <= 0:
+            refuse(f'optimizer.{name}', optimizer[name], 'must be a finite number > 0')
+    if not is_number(optimizer.weight_decay) or optimizer.weight_decay < 0:
+        refuse('optimizer.weight_decay', optimizer.weight_decay, 'must be a finite number ≥ 0')
+    if not is_number(optimizer.momentum) or not 0 <= optimizer.momentum < 1:
+        refuse('optimizer.momentum', optimizer.momentum, 'must be in [0, 1)')
+    epochs = optimizer.decay_epochs
+    if not all(isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 0 for epoch in epochs):
+        refuse('optimizer.decay_epochs', epochs, 'must be epochs: integers ≥ 0, e.g. (150, 180, 210)')
+    for name, smallest in (('mean', -math.inf), ('std', 0)):
+        values = config.data[name]
+        if len(values) != 3 or not all(is_number(value) and value > smallest for value in values):
+            bound = 'finite numbers > 0' if smallest == 0 else 'finite numbers'
+            refuse(f'data.{name}', values, f'must be three {bound}, one per RGB channel')
+
+
+def named(path, check, *arguments):
+    """check(*arguments), its ValueError a ConfigError that names the field."""
+    try:
+        return check(*arguments)
+    except ValueError as error:
+        raise ConfigError(f'config.{path}: {error}') from None
+
+
+def check_names(config):
+    """The objective and its settings, the models, the connector, dtype and precision."""
+    objective = named('loss.name', get_objective, config.loss.name)
+    named('loss', resolve_settings, config.loss.name,
+          {key: value for key, value in config.loss.items() if key != 'name'})
+    named('student.model', check_model_name, config.student.model)
     if objective.uses_teacher:
-        check_model_name(config.teacher.model)
-        if not config.teacher.checkpoint:
-            raise ConfigError(
-                f"Objective '{config.loss.name}' needs a teacher but config.teacher.checkpoint is "
-                'empty. Convert PyTorch weights with tools/convert_torch_weights.py or train one '
-                'with configs/cifar_teacher.py, then pass --config.teacher.checkpoint=DIR.')
+        named('teacher.model', check_model_name, config.teacher.model)
     if objective.uses_connector:
-        check_connector_name(config.connector.kind)
-    if config.global_batch_size <= 0 or config.global_batch_size % device_count:
-        raise ConfigError(f'config.global_batch_size={config.global_batch_size} must be a positive '
-                         f'multiple of the {device_count} devices the batch is sharded over.')
-    if config.eval_batch_size <= 0:
-        raise ConfigError(f'config.eval_batch_size={config.eval_batch_size} must be positive.')
+        named('connector.kind', check_connector_name, config.connector.kind)
+    if config.dtype not in DTYPES:
+        refuse('dtype', config.dtype, f"must be one of {', '.join(DTYPES)}")
+    if config.matmul_precision not in MATMUL_PRECISIONS:
+        refuse('matmul_precision', config.matmul_precision, f"must be one of {', '.join(MATMUL_PRECISIONS)}")
+
+
+def tfds_names():
+    """The tfds data sets this installation knows, without importing TensorFlow."""
+    from tensorflow_datasets.core import registered
+
+    return registered.list_imported_builders()
+
+
+def check_data(config):
+    """The data set exists by its name or path, and TensorFlow is here where tf.data reads it."""
     dataset = config.data.dataset
+    if not isinstance(dataset, str) or not dataset:
+        refuse('data.dataset', dataset, "must name a data set: 'digits', an image folder or a tfds name")
     if dataset.startswith(('/', '.', '~')) and not os.path.isdir(dataset):
         raise ConfigError(f"config.data.dataset='{dataset}' is a path but not a directory. Give an "
-                         'image folder with train/ and test/ class folders, or a tfds name such '
-                         "as 'cifar100'.")
+                          'image folder with train/ and test/ class folders, or a tfds name such '
+                          "as 'cifar100'.")
+    if is_image_folder(dataset):
+        check_same_classes(dataset, (config.data.train_split, config.data.eval_split))
+        check_class_count(dataset, class_names(dataset, config.data.train_split), config.data.num_classes)
+    elif dataset == 'digits':
+        if config.data.image_size % 8:
+            refuse('data.image_size', config.data.image_size, 'must be a multiple of 8 for the 8×8 digits')
+    elif ':' not in dataset and '/' not in dataset and dataset not in tfds_names():
+        close = difflib.get_close_matches(dataset, tfds_names(), n=1, cutoff=0.6)
+        hint = f" Did you mean '{close[0]}'?" if close else ''
+        raise ConfigError(f"config.data.dataset='{dataset}' is neither 'digits', an image folder nor "
+                          f'a tfds data set.{hint}')
     if reads_with_tf_data(config.data) and not tensorflow_installed():
         raise ConfigError(f"config.data.dataset='{dataset}' is read with tf.data, which needs "
                           "TensorFlow: pip install tensorflow-cpu (or pip install -e '.[tensorflow]').")
-    if config.dtype not in DTYPES:
-        raise ConfigError(f"config.dtype must be one of {', '.join(DTYPES)}, got '{config.dtype}'.")
-    if config.matmul_precision not in MATMUL_PRECISIONS:
-        raise ConfigError(f"config.matmul_precision must be one of {', '.join(MATMUL_PRECISIONS)}, "
-                          f"got '{config.matmul_precision}'.")
+
+
+def check_teacher(config):
+    """A teacher where the objective needs one, saved as the model and classes the config names."""
+    if not get_objective(config.loss.name).uses_teacher:
+        return
+    directory = config.teacher.checkpoint
+    fix = ('Convert PyTorch weights with tools/convert_torch_weights.py or train a teacher with '
+           'configs/cifar_teacher.py, then pass --config.teacher.checkpoint=DIR.')
+    if not directory:
+        raise ConfigError(f"Objective '{config.loss.name}' needs a teacher but config.teacher.checkpoint "
+                          f'is empty. {fix}')
+    metadata_path = os.path.join(directory, 'model.json')
+    if not os.path.isfile(metadata_path):
+        raise ConfigError(f"config.teacher.checkpoint='{directory}' is not a saved model (no "
+                          f'model.json there). {fix}')
+    try:
+        with open(metadata_path) as file:
+            metadata = json.load(file)
+        saved = (metadata['model'], int(metadata['num_classes']))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ConfigError(f'{metadata_path} cannot be read ({error}); convert or export the teacher again.') from None
+    if saved != (config.teacher.model, config.data.num_classes):
+        raise ConfigError(f"config.teacher.checkpoint='{directory}' holds {saved[0]} with {saved[1]} "
+                          f'classes, but the config asks for {config.teacher.model} with '
+                          f'{config.data.num_classes} classes; pass --config.teacher.model={saved[0]} '
+                          f'and --config.data.num_classes={saved[1]}, or another teacher.')
+
+
+def check_batches(config, device_count):
+    if config.global_batch_size % device_count:
+        refuse('global_batch_size', config.global_batch_size,
+               f'must be a multiple of the {device_count} devices the batch is sharded over')
+
+
+def validate_config(config, device_count):
+    """Every check of the config that can fail before any work."""
+    check_types_and_ranges(config)
+    check_names(config)
+    check_batches(config, device_count)
+    check_data(config)
+    check_teacher(config)
+
+
+def check_workdir_writable(workdir):
+    """The workdir, or the nearest folder above it that exists, can be written."""
+    path = os.path.abspath(workdir)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise WorkdirError(f'--workdir {workdir} exists and is not a directory; pass a directory.')
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        raise WorkdirError(f'--workdir {workdir} cannot be created: {path} is a file; pass a directory.')
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise WorkdirError(f'--workdir {workdir} cannot be written ({path} is read-only for this '
+                           'user); pass a writable directory.')
 
 
 def describe_unknown_fields(config, paths):

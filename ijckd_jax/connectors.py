@@ -1,4 +1,5 @@
 """Connectors: the student's feature map → the teacher's width (paper §4.2, Table 2; SimKD)."""
+import difflib
 from typing import Any
 
 import jax.numpy as jnp
@@ -11,7 +12,9 @@ CONNECTORS = ('1x1', '1x1-1x1', '1x1-3x3-1x1')
 
 def check_connector_name(name: str) -> None:
     if name not in CONNECTORS:
-        raise ValueError(f"Unknown connector '{name}'; valid connectors: {', '.join(CONNECTORS)}.")
+        close = difflib.get_close_matches(str(name), CONNECTORS, n=1, cutoff=0.6)
+        hint = f" Did you mean '{close[0]}'?" if close else ''
+        raise ValueError(f"Unknown connector '{name}';{hint} valid connectors: {', '.join(CONNECTORS)}.")
 
 
 def average_pool_to(features, size: int):

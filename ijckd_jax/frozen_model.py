@@ -6,7 +6,6 @@ loads it as the frozen teacher. The directory appears whole or not at all.
 import json
 import os
 import shutil
-import tempfile
 from typing import Any, NamedTuple
 
 import jax
@@ -14,6 +13,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import traverse_util
 
+from ijckd_jax import files
+from ijckd_jax.errors import SavedModelError
 from ijckd_jax.models import abstract_variables, check_model_name
 
 METADATA = 'model.json'
@@ -32,21 +33,28 @@ def this_process_alone():
     return ocp.options.MultiprocessingOptions(primary_host=index, active_processes={index})
 
 
-def save_frozen_model(directory, frozen: FrozenModel, source: str = '') -> None:
-    """Writes `frozen` to `directory`, which must not exist yet."""
+def save_frozen_model(directory, frozen: FrozenModel, source: str = '', replace=False) -> None:
+    """Writes `frozen` to `directory`, which must not exist yet unless `replace`: written aside
+    and renamed into place, so that the directory is whole or absent (or the old one)."""
     directory = os.path.abspath(directory)
-    if os.path.exists(directory):
+    files.remove_abandoned(directory)
+    if os.path.exists(directory) and not replace:
         raise FileExistsError(f'{directory} already exists; choose another --out or remove it first.')
-    parent = os.path.dirname(directory)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f'.{os.path.basename(directory)}.', dir=parent)
+    os.makedirs(os.path.dirname(directory), exist_ok=True)
+    staging = files.staging_path(directory)
     try:
         with ocp.StandardCheckpointer(multiprocessing_options=this_process_alone()) as checkpointer:
             checkpointer.save(os.path.join(staging, VARIABLES), jax.tree.map(np.asarray, frozen.variables))
         metadata = {'model': frozen.model_name, 'num_classes': frozen.num_classes, 'source': source}
         with open(os.path.join(staging, METADATA), 'w') as file:
             json.dump(metadata, file, indent=2)
-        os.rename(staging, directory)
+        if os.path.exists(directory):
+            replaced = files.staging_path(directory, 'replaced')
+            os.rename(directory, replaced)
+            os.rename(staging, directory)
+            shutil.rmtree(replaced)
+        else:
+            os.rename(staging, directory)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -70,7 +78,7 @@ def load_frozen_model(directory) -> FrozenModel:
     that its model.json names; variables of another model are refused with every difference."""
     metadata_path = os.path.join(directory, METADATA)
     if not os.path.isfile(metadata_path):
-        raise FileNotFoundError(
+        raise SavedModelError(
             f'{directory} is not a saved model (no {METADATA}). Convert a PyTorch checkpoint with '
             'tools/convert_torch_weights.py or train a teacher with configs/cifar_teacher.py.')
     with open(metadata_path) as file:
@@ -79,14 +87,29 @@ def load_frozen_model(directory) -> FrozenModel:
     check_model_name(model_name)
     variables_path = os.path.abspath(os.path.join(directory, VARIABLES))
     if not os.path.isdir(variables_path):
-        raise FileNotFoundError(f'{directory} has {METADATA} but no {VARIABLES}/ directory: the saved '
-                                'model is incomplete; convert or export it again.')
+        raise SavedModelError(f'{directory} has {METADATA} but no {VARIABLES}/ directory: the saved '
+                              'model is incomplete; convert or export it again.')
     expected = abstract_variables(model_name, num_classes)
     with ocp.StandardCheckpointer(multiprocessing_options=this_process_alone()) as checkpointer:
-        stored = checkpointer.metadata(variables_path).item_metadata.tree
-        differences = describe_differences(stored, expected)
+        try:
+            stored = checkpointer.metadata(variables_path).item_metadata
+        except (OSError, ValueError, KeyError) as error:
+            raise unreadable(directory, error) from None
+        if stored is None:
+            raise unreadable(directory, 'orbax finds no metadata')
+        differences = describe_differences(stored.tree, expected)
         if differences:
-            raise ValueError(f'{directory}: {METADATA} names {model_name} with {num_classes} classes, '
-                             f'but the saved variables are not that model\'s:\n{differences}')
-        variables = checkpointer.restore(variables_path, expected)
+            raise SavedModelError(f'{directory}: {METADATA} names {model_name} with {num_classes} '
+                                  f"classes, but the saved variables are not that model's:\n{differences}")
+        try:
+            variables = checkpointer.restore(variables_path, expected)
+        except (OSError, ValueError, KeyError) as error:
+            raise unreadable(directory, error) from None
     return FrozenModel(model_name, num_classes, jax.tree.map(np.asarray, variables))
+
+
+def unreadable(directory, error):
+    """The error for saved variables that orbax cannot read (a file deleted or truncated)."""
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return SavedModelError(f'{directory}/{VARIABLES} cannot be read ({reason[:200]}); the saved model '
+                           'is damaged: convert or export it again.')

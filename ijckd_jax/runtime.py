@@ -4,7 +4,6 @@ import importlib.util
 import os
 
 import jax
-from absl import logging
 
 # jax_default_matmul_precision for float32 matrix products and convolutions. 'default' is
 # XLA's choice: TF32 (10-bit mantissa inputs) on Ampere and later NVIDIA GPUs, full float32
@@ -44,4 +43,9 @@ def enable_compilation_cache(directory):
     jax.config.update('jax_compilation_cache_dir', directory)
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
     jax.config.update('jax_persistent_cache_enable_xla_caches', 'xla_gpu_per_fusion_autotune_cache_dir')
-    logging.info('Compilation cache: %s.', directory)
+
+
+def describe_compilation_cache():
+    """One line on where compiled programs are kept, for the start of a run."""
+    directory = jax.config.jax_compilation_cache_dir
+    return f'Compilation cache: {directory}.' if directory else 'Compilation cache: off.'

@@ -1,6 +1,7 @@
 """Every config variant of the paper builds, and its student, connector and teacher fit together."""
 import glob
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import jax.numpy as jnp
 import pytest
 
 from ijckd_jax.config import validate_config
+from ijckd_jax.errors import DataUnavailable
 from ijckd_jax.distillation import build_distiller, forward, init_trainable
 from ijckd_jax.objectives import get_objective
 
@@ -50,12 +52,20 @@ def checked_structures():
     return {}
 
 
+def placeholder_teacher(directory, config):
+    """A saved model's model.json naming the config's teacher: what validation reads."""
+    directory.mkdir(exist_ok=True)
+    (directory / 'model.json').write_text(json.dumps({'model': config.teacher.model,
+                                                      'num_classes': config.data.num_classes}))
+    return str(directory)
+
+
 @pytest.mark.parametrize('file, variant', VARIANTS)
-def test_variant_builds_and_shapes_agree(file, variant, checked_structures):
+def test_variant_builds_and_shapes_agree(file, variant, checked_structures, tmp_path):
     config = load(os.path.join(REPOSITORY, 'configs', file)).get_config(variant)
     objective = get_objective(config.loss.name)
     if objective.uses_teacher:
-        config.teacher.checkpoint = 'teachers/placeholder'
+        config.teacher.checkpoint = placeholder_teacher(tmp_path / 'teacher', config)
     validate_config(config, device_count=1)
     if structure(config) in checked_structures:  # weights differ, shapes cannot
         return
@@ -105,13 +115,19 @@ def test_a_missing_image_folder_is_named_before_any_work(tmp_path):
     with pytest.raises(ValueError, match='cifar10_jpeg\' is a path but not a directory'):
         validate_config(config, device_count=4)
     (tmp_path / 'cifar10_jpeg').mkdir()
+    with pytest.raises(DataUnavailable, match='cifar10_jpeg has no train/ directory; the layout is'):
+        validate_config(config, device_count=4)
+    for split in ('train', 'test'):
+        for name in ('cat', 'dog'):
+            (tmp_path / 'cifar10_jpeg' / split / name).mkdir(parents=True)
+    config.data.num_classes = 2
     validate_config(config, device_count=4)
 
 
 def test_batch_not_divisible_by_the_devices_is_refused():
     config = load(os.path.join(REPOSITORY, 'configs', 'cifar_teacher.py')).get_config('resnet8')
     config.global_batch_size = 6
-    with pytest.raises(ValueError, match='global_batch_size=6 must be a positive multiple of the 4 devices'):
+    with pytest.raises(ValueError, match='global_batch_size=6 must be a multiple of the 4 devices'):
         validate_config(config, device_count=4)
 
 

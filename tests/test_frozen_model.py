@@ -7,6 +7,7 @@ import jax
 import numpy as np
 import pytest
 
+from ijckd_jax.errors import SavedModelError
 from ijckd_jax.frozen_model import FrozenModel, load_frozen_model, save_frozen_model
 from ijckd_jax.models import abstract_variables
 
@@ -52,5 +53,5 @@ def test_a_class_count_that_does_not_fit_names_both_shapes(tmp_path):
 def test_a_model_without_its_variables_says_it_is_incomplete(tmp_path):
     saved_resnet8(tmp_path / 'teacher')
     shutil.rmtree(tmp_path / 'teacher' / 'variables')
-    with pytest.raises(FileNotFoundError, match='has model.json but no variables/ directory'):
+    with pytest.raises(SavedModelError, match='has model.json but no variables/ directory'):
         load_frozen_model(tmp_path / 'teacher')

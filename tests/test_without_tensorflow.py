@@ -2,8 +2,8 @@
 that a run with TensorFlow writes, the benchmark and the converter run, and a data set that
 needs tf.data stops before any work with one line saying what to install.
 
-Each case runs in a subprocess where `import tensorflow` fails and importlib finds no
-TensorFlow, as on a machine without it.
+Each case runs in a subprocess where Python's path finder cannot find TensorFlow, as on a
+machine without it.
 """
 import glob
 import os
@@ -16,14 +16,21 @@ from conftest import REPOSITORY
 from test_convert import save_repdistiller, trained_looking_model
 
 WITHOUT_TENSORFLOW = """
-import runpy, sys
-sys.modules['tensorflow'] = None  # import tensorflow fails; importlib.util.find_spec finds none
+import importlib.machinery, runpy, sys
+find_installed = importlib.machinery.PathFinder.find_spec
+
+def find_spec(name, path=None, target=None):  # as if TensorFlow were not installed
+    if name == 'tensorflow' or name.startswith('tensorflow.'):
+        return None
+    return find_installed(name, path, target)
+
+importlib.machinery.PathFinder.find_spec = find_spec
 script, run_name, *arguments = sys.argv[1:]
 sys.argv = [script, *arguments]
 try:
     runpy.run_path(script, run_name=run_name)
 finally:
-    print('tensorflow imported:', sys.modules['tensorflow'] is not None)
+    print('tensorflow imported:', 'tensorflow' in sys.modules)
 """
 
 

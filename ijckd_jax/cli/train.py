@@ -12,8 +12,9 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from ijckd_jax.config import ConfigError, describe_unknown_fields
+from ijckd_jax.config import describe_unknown_fields
 from ijckd_jax.demo import run_demo
+from ijckd_jax.errors import ConfigError, RunError
 from ijckd_jax.runtime import enable_compilation_cache
 from ijckd_jax.training.loop import train_and_evaluate
 
@@ -27,14 +28,17 @@ PROGRAMS = {'train': train_and_evaluate, 'demo': run_demo}
 
 
 def parse_flags(argv):
-    """absl's flag parsing, where an unknown --config.FIELD is named with the valid fields."""
+    """absl's flag parsing, each error one line: an unknown --config.FIELD named with the
+    valid fields, a value of the wrong type with the field's."""
     try:
         return FLAGS(argv)
     except (AttributeError, KeyError) as error:
         overrides = [argument[len('--config.'):].split('=')[0] for argument in argv
                      if argument.startswith('--config.')]
         message = describe_unknown_fields(load_config_argument(argv), overrides) or str(error)
-        sys.exit(f'FATAL Flags parsing error: {message}')
+        sys.exit(f'error: {message}')
+    except flags.Error as error:
+        sys.exit(f'error: {error}')
 
 
 def load_config_argument(argv):
@@ -54,14 +58,19 @@ def main(argv):
         raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
     # Orbax reports every save step by step at INFO; keep the console to the run's progress.
     logging.get_absl_handler().addFilter(lambda record: 'orbax' not in record.pathname)
-    program = FLAGS.config.get('program', 'train')
-    if program not in PROGRAMS:
-        raise app.UsageError(f"config.program is '{program}'; valid programs: {', '.join(PROGRAMS)}.")
-    enable_compilation_cache(FLAGS.config.get('compilation_cache', ''))
     try:
+        program = FLAGS.config.get('program', 'train')
+        if program not in PROGRAMS:
+            raise ConfigError(f"config.program='{program}' is not a program; valid programs: "
+                              f"{', '.join(PROGRAMS)}.")
+        enable_compilation_cache(FLAGS.config.get('compilation_cache', ''))
         PROGRAMS[program](FLAGS.config, FLAGS.workdir)
-    except ConfigError as error:
+    except RunError as error:
         sys.exit(f'error: {error}')
+    except KeyboardInterrupt:
+        print('interrupted: the checkpoints of the finished epochs are kept; run the same command '
+              'to resume.', file=sys.stderr)
+        sys.exit(130)
 
 
 def run():

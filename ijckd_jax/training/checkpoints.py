@@ -12,7 +12,9 @@ def checkpoint_manager(workdir, keep):
         ocp.checkpoint_managers.LatestN(n=keep),
         ocp.checkpoint_managers.BestN(get_metric_fn=lambda metrics: metrics['top1'], n=1,
                                       keep_checkpoints_without_metrics=False)])
-    options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=True)
+    # cleanup_tmp_directories: a save that a kill interrupted leaves a temporary folder behind.
+    options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=True,
+                                           cleanup_tmp_directories=True)
     return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, 'checkpoints')), options=options)
 
 

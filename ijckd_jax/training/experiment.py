@@ -2,13 +2,13 @@
 teacher and the jitted steps. The teacher is loaded at every start and never written into
 the student's checkpoints."""
 import functools
-import os
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 
 from ijckd_jax.distillation import build_distiller
+from ijckd_jax.errors import SavedModelError
 from ijckd_jax.frozen_model import load_frozen_model
 from ijckd_jax.objectives import resolve_settings
 from ijckd_jax.training import steps
@@ -30,16 +30,13 @@ class Experiment(NamedTuple):
 
 
 def load_teacher(config):
-    """The frozen teacher's variables, checked against the config's architecture and classes."""
-    if not os.path.isdir(config.teacher.checkpoint):
-        raise FileNotFoundError(f'Teacher checkpoint {config.teacher.checkpoint} does not exist. '
-                                'Convert one with tools/convert_torch_weights.py or train one with '
-                                'configs/cifar_teacher.py.')
+    """The frozen teacher's variables, checked against the config's architecture and classes
+    (validate_config checks its model.json before any work; this checks what was loaded)."""
     frozen = load_frozen_model(config.teacher.checkpoint)
     if (frozen.model_name, frozen.num_classes) != (config.teacher.model, config.data.num_classes):
-        raise ValueError(f'Teacher checkpoint {config.teacher.checkpoint} holds {frozen.model_name} '
-                         f'with {frozen.num_classes} classes, but the config asks for '
-                         f'{config.teacher.model} with {config.data.num_classes} classes.')
+        raise SavedModelError(f'Teacher checkpoint {config.teacher.checkpoint} holds {frozen.model_name} '
+                              f'with {frozen.num_classes} classes, but the config asks for '
+                              f'{config.teacher.model} with {config.data.num_classes} classes.')
     return frozen.variables
 
 

@@ -1,8 +1,9 @@
 """train_and_evaluate: a run from its config to summary.json.
 
-Validate the config, load the frozen teacher, read the data, build the jitted steps, then for
-each epoch train, evaluate (accuracy and the paper's error-bound terms), log and checkpoint;
-a run restarted on the same workdir resumes exactly from its latest checkpoint.
+Check the config and the workdir, read the data, load the frozen teacher (nothing is written
+until all three are good), build the jitted steps, then for each epoch train, evaluate
+(accuracy and the paper's error-bound terms), log and checkpoint; a run restarted on the same
+workdir resumes exactly from its latest checkpoint.
 """
 import functools
 import itertools
@@ -13,18 +14,20 @@ import jax.numpy as jnp
 from absl import logging
 from clu import parameter_overview
 
+from ijckd_jax import files
 from ijckd_jax.bound import classifier_comparison
-from ijckd_jax.config import validate_config
+from ijckd_jax.config import check_workdir_writable, validate_config
 from ijckd_jax.data import device as device_data
 from ijckd_jax.data.pipeline import Pipeline
 from ijckd_jax.objectives import get_objective
-from ijckd_jax.runtime import describe_arithmetic, matmul_precision
+from ijckd_jax.runtime import describe_arithmetic, describe_compilation_cache, matmul_precision
 from ijckd_jax.training import checkpoints
 from ijckd_jax.training.experiment import create_experiment, load_teacher
 from ijckd_jax.training.mesh import Mesh
 from ijckd_jax.training.metrics import create_writer
 from ijckd_jax.training.progress import Progress
-from ijckd_jax.training.workdir import History, export_student, summarize, write_summary
+from ijckd_jax.training.workdir import (History, WorkdirLock, check_belongs, export_student, flatten,
+                                        record_run, summarize, write_summary)
 
 # Jitted once: the student's and the teacher's classifier keep their shapes for the whole run.
 compare_classifier_weights = jax.jit(classifier_comparison)
@@ -35,7 +38,10 @@ def train_and_evaluate(config, workdir):
     if config.distributed:
         initialize_distributed(config)
     validate_config(config, jax.device_count())
+    check_workdir_writable(workdir)
+    check_belongs(workdir, config, jax.device_count())
     logging.info(describe_arithmetic(config.dtype, config.matmul_precision))
+    logging.info(describe_compilation_cache())
     with matmul_precision(config.matmul_precision):
         return train_validated(config, workdir)
 
@@ -43,10 +49,18 @@ def train_and_evaluate(config, workdir):
 def train_validated(config, workdir):
     """train_and_evaluate of a validated config, under its arithmetic precision."""
     objective = get_objective(config.loss.name)
+    pipeline = Pipeline(config, jax.process_index(), jax.process_count(), jax.device_count())
     teacher_variables = load_teacher(config) if objective.uses_teacher else {}
     os.makedirs(workdir, exist_ok=True)
+    with WorkdirLock(workdir):
+        files.remove_abandoned(os.path.join(workdir, 'export'))
+        record_run(workdir, config, jax.device_count(), pipeline.steps_per_epoch)
+        return train_in_workdir(config, workdir, objective, pipeline, teacher_variables)
+
+
+def train_in_workdir(config, workdir, objective, pipeline, teacher_variables):
+    """The run itself, once its workdir is locked; returns the summary."""
     mesh = Mesh()
-    pipeline = Pipeline(config, jax.process_index(), jax.process_count(), jax.device_count())
     device_split = place_training_data(config, pipeline, mesh)
     experiment = create_experiment(config, mesh, pipeline.steps_per_epoch, teacher_variables,
                                    data_on_device=device_split is not None)
@@ -86,17 +100,6 @@ def announce_fresh_run(state, config, writer):
     """Logs the parameter overview and records the config as hyperparameters."""
     parameter_overview.log_parameter_overview(state.params)
     writer.write_hparams({key: str(value) for key, value in flatten(config.to_dict()).items()})
-
-
-def flatten(tree, prefix=''):
-    """{'a': {'b': 1}} → {'a.b': 1}."""
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f'{prefix}{key}.'))
-        else:
-            flat[f'{prefix}{key}'] = value
-    return flat
 
 
 def place_training_data(config, pipeline, mesh):

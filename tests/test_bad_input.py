@@ -1,0 +1,256 @@
+"""Bad input as a new user gives it: one line `error: ...` before any work, no traceback,
+nothing written; a workdir belongs to one run; data is what it says; divergence stops a run."""
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from configs import cifar_teacher
+from conftest import EXAMPLES, REPOSITORY, run_main
+from ijckd_jax import files
+from ijckd_jax.config import validate_config
+from ijckd_jax.data.folders import read_image
+from ijckd_jax.data.pipeline import Pipeline
+from ijckd_jax.errors import DataUnavailable, Diverged, WorkdirError
+from ijckd_jax.frozen_model import FrozenModel, load_frozen_model, save_frozen_model
+from ijckd_jax.models import abstract_variables
+from ijckd_jax.training.loop import train_and_evaluate
+from ijckd_jax.training.progress import Progress
+from test_sources import folder_config, write_folder
+
+TEACHER_CONFIG = os.path.join(REPOSITORY, 'configs', 'cifar_teacher.py:resnet8')
+
+
+def main(arguments, cwd, devices=1):
+    """python main.py ARGUMENTS on `devices` CPU devices, no data mocked."""
+    environment = {**os.environ, 'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}',
+                   'JAX_PLATFORMS': 'cpu'}
+    return subprocess.run([sys.executable, os.path.join(REPOSITORY, 'main.py'), *arguments],
+                          capture_output=True, text=True, cwd=cwd, env=environment, timeout=300)
+
+
+def assert_one_error_line(result, expected):
+    """Exit 1 with exactly `expected` on stderr: one line, no traceback."""
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines() == [expected], result.stderr[-3000:]
+
+
+@pytest.mark.parametrize('setting, expected', [
+    ('--config.num_epochs=abc', "error: flag --config.num_epochs=abc: invalid literal for int() with base 10: 'abc'"),
+    ('--config.num_epochs=0', 'error: config.num_epochs=0 must be an integer ≥ 1.'),
+    ('--config.optimizer.learning_rate=-0.1', 'error: config.optimizer.learning_rate=-0.1 must be a finite number > 0.'),
+    ('--config.data.std=(0.0,0.0,0.0)', 'error: config.data.std=(0.0, 0.0, 0.0) must be three finite numbers > 0, '
+                                        'one per RGB channel.'),
+    ('--config.data.image_size=0', 'error: config.data.image_size=0 must be an integer ≥ 8.'),
+    ('--config.student.model=resnet9', "error: config.student.model: Unknown model 'resnet9'. Did you mean "
+                                       "'resnet8'? Valid models: "),
+    ('--config.loss.name=kd2', "error: config.loss.name: Unknown objective 'kd2'. Did you mean 'kd'? Valid "
+                               'objectives: ce, ce_teacher_classifier, ijckd, ijckd_distance, ijckd_joint, kd, '
+                               'simkd, srrl.'),
+    ('--config.data.dataset=cifar10O', "error: config.data.dataset='cifar10O' is neither 'digits', an image "
+                                       "folder nor a tfds data set. Did you mean 'cifar10'?"),
+    ('--config.global_batch_size=6', 'error: config.global_batch_size=6 must be a multiple of the 4 devices the '
+                                     'batch is sharded over.'),
+])
+def test_a_bad_value_is_one_line_before_any_work(setting, expected, tmp_path):
+    result = main(['--config', TEACHER_CONFIG, '--workdir', str(tmp_path / 'run'), setting], tmp_path, devices=4)
+    assert result.returncode == 1, result.stderr[-3000:]
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(expected)
+    assert not (tmp_path / 'run').exists()
+
+
+def test_missing_data_is_one_line_after_the_start_and_writes_nothing(tmp_path):
+    result = main(['--config', TEACHER_CONFIG, '--workdir', str(tmp_path / 'run'),
+                   f'--config.data.data_dir={tmp_path}', '--config.compilation_cache='], tmp_path)
+    assert result.returncode == 1 and 'Traceback' not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f'error: tfds found no prepared cifar100 in {tmp_path}. On a machine with internet run `tfds build')
+    assert not (tmp_path / 'run').exists()
+
+
+def test_a_workdir_that_cannot_be_a_directory_is_refused_before_any_work(tmp_path):
+    (tmp_path / 'notes.txt').write_text('a file, not a folder')
+    result = main(['--config', TEACHER_CONFIG, '--workdir', str(tmp_path / 'notes.txt' / 'run')], tmp_path)
+    assert_one_error_line(result, f'error: --workdir {tmp_path}/notes.txt/run cannot be created: '
+                                  f'{tmp_path}/notes.txt is a file; pass a directory.')
+
+
+def test_a_teacher_of_another_model_or_damaged_is_one_line_and_writes_nothing(teacher, tmp_path):
+    export = teacher[0] / 'export'
+    result = main(['--config', os.path.join(REPOSITORY, 'configs', 'cifar_kd.py:resnet14-resnet8'),
+                   '--workdir', str(tmp_path / 'run'), f'--config.teacher.checkpoint={export}'], tmp_path)
+    assert_one_error_line(result, f"error: config.teacher.checkpoint='{export}' holds resnet8 with 100 classes, "
+                                  'but the config asks for resnet14 with 100 classes; pass '
+                                  '--config.teacher.model=resnet8 and --config.data.num_classes=100, or '
+                                  'another teacher.')
+    damaged = tmp_path / 'damaged'
+    save_frozen_model(damaged, load_frozen_model(export))
+    os.remove(damaged / 'variables' / '_METADATA')
+    result = run_main(['--config', os.path.join(REPOSITORY, 'configs', 'cifar_kd.py:resnet8-resnet8'),
+                       '--workdir', str(tmp_path / 'run'), f'--config.teacher.checkpoint={damaged}',
+                       '--config.global_batch_size=8', '--config.compilation_cache='], tmp_path)
+    assert result.returncode == 1 and 'Traceback' not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f'error: {damaged}/variables cannot be read (orbax finds no metadata); the saved model is '
+        'damaged: convert or export it again.')
+    assert not (tmp_path / 'run').exists()
+
+
+def test_ctrl_c_stops_after_the_last_checkpoint_with_one_line(tmp_path):
+    script = ('import runpy, sys, tensorflow_datasets as tfds\n'
+              f'sys.argv = ["main.py", "--config", {TEACHER_CONFIG!r}, "--workdir", {str(tmp_path / "run")!r},'
+              ' "--config.num_epochs=100", "--config.steps_per_epoch=2", "--config.global_batch_size=8",'
+              ' "--config.eval_batch_size=8", "--config.compilation_cache="]\n'
+              f'with tfds.testing.mock_data(num_examples={EXAMPLES}):\n'
+              f'    runpy.run_path({os.path.join(REPOSITORY, "main.py")!r}, run_name="__main__")\n')
+    process = subprocess.Popen([sys.executable, '-c', script], stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in process.stderr:
+        lines.append(line)
+        if 'Epoch 2/100' in line:
+            process.send_signal(signal.SIGINT)
+            break
+    lines += process.stderr.readlines()
+    assert process.wait(timeout=120) == 130, ''.join(lines[-30:])
+    assert lines[-1].strip() == ('interrupted: the checkpoints of the finished epochs are kept; run the '
+                                 'same command to resume.')
+    assert not any('Traceback' in line for line in lines)
+    assert int(sorted(os.listdir(tmp_path / 'run' / 'checkpoints'))[0]) >= 2
+    assert not (tmp_path / 'run' / '.lock').exists()
+
+
+def short_teacher(**fields):
+    config = cifar_teacher.get_config('resnet8')
+    config.update({**dict(num_epochs=2, steps_per_epoch=2, global_batch_size=8, eval_batch_size=8,
+                          log_every_steps=2), **fields})
+    return config
+
+
+def snapshot(workdir):
+    """Every file of the workdir with its content, to show that a refused run changed nothing."""
+    found = {}
+    for directory, _, names in os.walk(workdir):
+        for name in names:
+            path = os.path.join(directory, name)
+            found[os.path.relpath(path, workdir)] = open(path, 'rb').read()
+    return found
+
+
+def test_a_workdir_resumes_only_its_own_run_and_more_epochs_re_export(tmp_path):
+    workdir = str(tmp_path / 'run')
+    with tfds.testing.mock_data(num_examples=EXAMPLES):
+        train_and_evaluate(short_teacher(), workdir)
+        before = snapshot(workdir)
+        exported = load_frozen_model(os.path.join(workdir, 'export')).variables
+        learning_rate = short_teacher()
+        learning_rate.optimizer.learning_rate = 0.1
+        for config, message in [
+                (short_teacher(global_batch_size=4), 'global_batch_size 8 there, 4 now'),
+                (short_teacher(seed=1), 'seed 0 there, 1 now'),
+                (learning_rate, 'optimizer.learning_rate 0.05 there, 0.1 now'),
+                (short_teacher(num_epochs=1), 'has trained 2 epochs but config.num_epochs is 1; pass '
+                                              '--config.num_epochs=2 or more')]:
+            with pytest.raises(WorkdirError, match=message):
+                train_and_evaluate(config, workdir)
+        assert snapshot(workdir) == before
+        summary = train_and_evaluate(short_teacher(num_epochs=3), workdir)
+    assert summary['epochs'] == 3
+    assert json.loads(open(os.path.join(workdir, 'run.json')).read())['steps_per_epoch'] == 2
+    longer = load_frozen_model(os.path.join(workdir, 'export')).variables
+    assert not np.array_equal(longer['params']['fc']['kernel'], exported['params']['fc']['kernel'])
+
+
+def dead_pid():
+    process = subprocess.Popen([sys.executable, '-c', 'pass'])
+    process.wait()
+    return process.pid
+
+
+def test_a_live_process_holds_its_workdir_and_a_killed_one_leaves_nothing_behind(tmp_path):
+    workdir = tmp_path / 'run'
+    workdir.mkdir()
+    sleeper = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])
+    (workdir / '.lock').write_text(f'{files.HOST} {sleeper.pid}\n')
+    with pytest.raises(WorkdirError, match=f'Another process \\(pid {sleeper.pid} on {files.HOST}\\) is '
+                                           f'training in {workdir}'):
+        train_and_evaluate(short_teacher(num_epochs=1), str(workdir))
+    sleeper.kill()
+    sleeper.wait()
+    staging = workdir / f'.export.staging-{files.HOST}-{dead_pid()}'
+    (staging / 'variables').mkdir(parents=True)
+    with tfds.testing.mock_data(num_examples=EXAMPLES):
+        train_and_evaluate(short_teacher(num_epochs=1), str(workdir))  # takes the dead lock over
+    assert sorted(name for name in os.listdir(workdir) if name.startswith('.')) == []
+    assert (workdir / 'export' / 'model.json').is_file()
+
+
+def test_a_killed_conversion_leaves_no_staging_next_to_a_later_one(tmp_path):
+    variables = jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), abstract_variables('resnet8'))
+    (tmp_path / f'.teacher.staging-{files.HOST}-{dead_pid()}').mkdir()
+    sleeper = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])
+    running = tmp_path / f'.teacher.staging-{files.HOST}-{sleeper.pid}'  # another conversion's, alive
+    running.mkdir()
+    save_frozen_model(tmp_path / 'teacher', FrozenModel('resnet8', 100, variables))
+    sleeper.kill()
+    sleeper.wait()
+    assert sorted(os.listdir(tmp_path)) == [running.name, 'teacher']
+
+
+def test_train_and_test_folders_must_name_the_same_classes(tmp_path):
+    root = write_folder(tmp_path / 'images', extras=False)
+    os.rename(root / 'test' / 'emu', root / 'test' / 'fox')
+    with pytest.raises(DataUnavailable, match='have different class folders \\(only in train/: emu; only in '
+                                              'test/: fox\\); labels follow the sorted names'):
+        validate_config(folder_config(root), 4)
+
+
+def test_sixteen_bit_and_palette_images_keep_their_levels(tmp_path):
+    levels = np.array([[0, 257 * 128], [257 * 200, 65535]], np.uint16)
+    Image.fromarray(levels).save(tmp_path / 'grey16.png')
+    assert Image.open(tmp_path / 'grey16.png').mode.startswith('I')
+    np.testing.assert_array_equal(read_image(str(tmp_path / 'grey16.png'), 2)[..., 0], [[0, 128], [200, 255]])
+    palette = Image.new('P', (2, 2))
+    palette.putpalette([255, 0, 0, 0, 128, 255] + [0] * 762)
+    palette.putdata([0, 1, 1, 0])
+    palette.save(tmp_path / 'palette.png')
+    np.testing.assert_array_equal(read_image(str(tmp_path / 'palette.png'), 2).reshape(4, 3),
+                                  [[255, 0, 0], [0, 128, 255], [0, 128, 255], [255, 0, 0]])
+
+
+def test_a_streamed_epoch_counts_what_it_can_read_and_is_never_short(tmp_path):
+    root = write_folder(tmp_path / 'images', size=80)  # 12 good images a split; a broken header
+    body = (root / 'train' / 'emu' / '1.png').read_bytes()
+    for index in range(4):  # headers that read, data cut short: tf.data skips them when decoding
+        (root / 'train' / 'emu' / f'cut{index}.png').write_bytes(body[:len(body) // 2])
+    pipeline = Pipeline(folder_config(root, image_size=72), 0, 1)
+    assert not pipeline.in_memory and len(pipeline.files['train'][0]) == 16  # broken.jpg left out
+    assert pipeline.steps_per_epoch == 4
+    for epoch in (0, 1):  # 12 images decode, but every epoch has its 4 batches
+        assert [images.shape[0] for images, _ in pipeline.train_epoch(epoch)] == [4, 4, 4, 4]
+
+
+def test_a_loss_that_explodes_stops_the_run_before_its_epoch_is_kept():
+    class Silent:
+        def write_scalars(self, step, scalars):
+            pass
+
+    progress = Progress(total_steps=10, step=0, global_batch_size=8, writer=Silent(), every=100)
+    for loss in (2.0, 1500.0, 1999.0):  # within 1000× the first
+        progress.record({'loss': loss})
+    progress.flush()
+    progress.record({'loss': 2500.0})
+    with pytest.raises(Diverged, match=r'The loss is 2500 at step 4 \(over 2e\+03, 1000× the first\): the '
+                                       'run diverged and stops. The checkpoint of the last finished epoch is kept'):
+        progress.flush()
+    progress = Progress(total_steps=10, step=0, global_batch_size=8, writer=Silent(), every=1)
+    progress.record({'loss': 2.0})
+    with pytest.raises(Diverged, match=r'The loss is nan at step 2 \(not finite\)'):
+        progress.record({'loss': float('nan')})

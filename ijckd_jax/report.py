@@ -17,6 +17,8 @@ DEFAULT_CONNECTOR = '1x1'  # configs/common.py: base_config's connector.kind
 SUMMARY_FIELDS = ('dataset', 'objective', 'loss', 'connector', 'student', 'teacher', 'seed',
                   'best_top1', 'last_top1')
 DASH = '—'
+# Config fields that the table's other columns already show.
+LABELLED_FIELDS = ('loss.', 'connector.kind', 'student.model', 'teacher.model', 'data.dataset')
 
 
 class ReportError(Exception):
@@ -31,6 +33,9 @@ class Setting(NamedTuple):
     connector: Optional[str]  # None for objectives without one
     teacher: Optional[str]    # None for a model trained alone
     student: str
+    # Every other config field that changes the math but the seed, ((name, JSON value), ...);
+    # () for summaries written before runs recorded their config.
+    config: tuple = ()
 
 
 class Run(NamedTuple):
@@ -45,6 +50,7 @@ class Run(NamedTuple):
 class Row(NamedTuple):
     """One row of the table: a setting and its statistics over seeds."""
     setting: Setting
+    method: str  # describe_method, with the config fields that tell it from rows of the same method
     seeds: int
     best_top1: str
     last_top1: str
@@ -176,6 +182,8 @@ def check_summary(summary, path):
     for key, value in loss.items():
         if not (isinstance(value, str) or is_number(value)):
             raise malformed(f'loss.{key} must be a number or a string, got {value!r}')
+    if not isinstance(summary.get('config', {}), dict):
+        raise malformed(f"config must be an object of fields, got {summary['config']!r}")
     if not isinstance(summary['seed'], int) or isinstance(summary['seed'], bool):
         raise malformed(f"seed must be an integer, got {summary['seed']!r}")
     for field in ('best_top1', 'last_top1'):
@@ -195,9 +203,11 @@ def read_run(directory):
     path = os.path.join(directory, 'summary.json')
     summary = read_json(path)
     check_summary(summary, path)
+    config = tuple(sorted((key, json.dumps(value)) for key, value in summary.get('config', {}).items()
+                          if key != 'seed'))
     setting = Setting(summary['dataset'], summary['objective'],
                       setting_changes(summary['objective'], summary['loss']),
-                      summary['connector'] or None, summary['teacher'] or None, summary['student'])
+                      summary['connector'] or None, summary['teacher'] or None, summary['student'], config)
     return Run(directory, setting, summary['seed'], float(summary['best_top1']),
                float(summary['last_top1']))
 
@@ -243,8 +253,8 @@ def describe_pair(setting):
 
 
 def setting_order(setting):
-    """The table's sort key: dataset, teacher, student, method."""
-    return setting.dataset, setting.teacher or '', setting.student, describe_method(setting)
+    """The table's sort key: dataset, teacher, student, method, the other config fields."""
+    return setting.dataset, setting.teacher or '', setting.student, describe_method(setting), setting.config
 
 
 def paper_top1(setting):
@@ -262,16 +272,39 @@ def mean_and_deviation(values):
     return f'{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}'
 
 
+def distinguishing_fields(settings):
+    """{setting: 'name=value, ...'} naming the config fields in which settings that the table
+    would otherwise label alike differ; '' for a setting with no such twin, and 'config not
+    recorded' for a twin from a summary written before runs recorded their config."""
+    twins = {}
+    for setting in settings:
+        twins.setdefault((setting.dataset, describe_method(setting), describe_pair(setting)), []).append(setting)
+    fields = {}
+    for group in twins.values():
+        configs = [dict(setting.config) for setting in group if setting.config]
+        names = sorted({name for config in configs for name in config
+                        if not name.startswith(LABELLED_FIELDS)
+                        and len({config.get(name) for config in configs}) > 1})
+        for setting in group:
+            config = dict(setting.config)
+            unrecorded = len(group) > 1 and not config
+            fields[setting] = ('config not recorded' if unrecorded else
+                               ', '.join(f'{name}={config.get(name, DASH)}' for name in names))
+    return fields
+
+
 def summarize_settings(runs):
     """One Row per setting, in table order."""
     groups = {}
     for run in runs:
         groups.setdefault(run.setting, []).append(run)
+    extras = distinguishing_fields(groups)
     rows = []
     for setting in sorted(groups, key=setting_order):
         members = groups[setting]
         paper = paper_top1(setting)
-        rows.append(Row(setting, len(members),
+        method = describe_method(setting) + (f' [{extras[setting]}]' if extras[setting] else '')
+        rows.append(Row(setting, method, len(members),
                         mean_and_deviation([run.best_top1 for run in members]),
                         mean_and_deviation([run.last_top1 for run in members]),
                         DASH if paper is None else f'{paper:.2f}'))
@@ -282,7 +315,7 @@ def format_table(rows):
     """The rows as a Markdown table, its columns padded to line up."""
     header = ('dataset', 'method', 'teacher → student', 'seeds', 'best top-1', 'last top-1', 'paper')
     right_aligned = (False, False, False, True, True, True, True)
-    cells = [header] + [(row.setting.dataset, describe_method(row.setting), describe_pair(row.setting),
+    cells = [header] + [(row.setting.dataset, row.method, describe_pair(row.setting),
                          str(row.seeds), row.best_top1, row.last_top1, row.paper) for row in rows]
     widths = [max(len(line[column]) for line in cells) for column in range(len(header))]
 

@@ -8,7 +8,8 @@ from configs.common import CIFAR100, IMAGENET
 from ijckd_jax.data import stream, tfds_source
 from ijckd_jax.data.augment import crop_and_flip
 from ijckd_jax.data.pipeline import eval_batches, train_batches
-from ijckd_jax.data.split import DataUnavailable, Split
+from ijckd_jax.data.split import Split
+from ijckd_jax.errors import DataUnavailable
 
 
 def data_config(settings=CIFAR100, **fields):

@@ -14,7 +14,8 @@ PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 
 
 def write_run(directory, best_top1=76.0, last_top1=75.5, seed=0, objective='ijckd', loss=None,
-              connector='1x1', teacher='resnet32x4', student='resnet8x4', dataset='cifar100', epochs=3):
+              connector='1x1', teacher='resnet32x4', student='resnet8x4', dataset='cifar100', epochs=3,
+              config=None):
     """A finished run's directory with summary.json and history.json; returns its path."""
     os.makedirs(directory)
     history = [{'epoch': epoch, 'step': 781 * (epoch + 1), 'top1': last_top1 - (epochs - 1 - epoch),
@@ -24,6 +25,8 @@ def write_run(directory, best_top1=76.0, last_top1=75.5, seed=0, objective='ijck
                'student': student, 'teacher': teacher, 'seed': seed, 'best_top1': best_top1,
                'best_epoch': epochs - 1, 'last_top1': last_top1, 'last_top5': 90.0,
                'epochs': epochs, 'teacher_top1': 79.4 if teacher else None}
+    if config is not None:  # runs record their config's math fields since the report groups by them
+        summary['config'] = {**config, 'seed': seed}
     with open(os.path.join(directory, 'summary.json'), 'w') as file:
         json.dump(summary, file)
     with open(os.path.join(directory, 'history.json'), 'w') as file:
@@ -99,6 +102,26 @@ def test_grouping_separates_settings_and_sorts_rows(tmp_path):
         ('simkd', 'resnet32x4 → resnet8x4', '1', '40.00'),
         ('ijckd', 'wrn_40_2 → wrn_40_1', '1', '50.00'),
     ]
+
+
+def test_runs_of_different_configs_never_share_a_row(tmp_path):
+    """Eighteen runs that differ in more than their seed are as many rows as configs, each
+    labelled by the fields that tell it from its twins; only seeds are averaged."""
+    base = {'optimizer.learning_rate': 0.05, 'optimizer.decay_epochs': [150, 180, 210], 'num_classes': 100}
+    for rate in (0.05, 0.1):
+        for epochs in ([150, 180, 210], [30, 60, 90]):
+            for seed in range(3):
+                config = {**base, 'optimizer.learning_rate': rate, 'optimizer.decay_epochs': epochs}
+                write_run(tmp_path / f'{rate}_{epochs[0]}_{seed}', seed=seed, best_top1=70 + seed, config=config)
+    write_run(tmp_path / 'old', seed=5)  # written before runs recorded their config
+    rows = table_rows([str(tmp_path)])
+    assert [(row[1], row[3]) for row in rows] == [
+        ('ijckd [config not recorded]', '1'),
+        ('ijckd [optimizer.decay_epochs=[150, 180, 210], optimizer.learning_rate=0.05]', '3'),
+        ('ijckd [optimizer.decay_epochs=[150, 180, 210], optimizer.learning_rate=0.1]', '3'),
+        ('ijckd [optimizer.decay_epochs=[30, 60, 90], optimizer.learning_rate=0.05]', '3'),
+        ('ijckd [optimizer.decay_epochs=[30, 60, 90], optimizer.learning_rate=0.1]', '3')]
+    assert {row[4] for row in rows[1:]} == {'71.00 ± 1.00'}
 
 
 def test_nested_directories_are_found_once(tmp_path):

@@ -11,7 +11,7 @@ from configs.common import base_config
 from ijckd_jax.data.digits import load_digits
 from ijckd_jax.data.folders import load_image_folder
 from ijckd_jax.data.pipeline import Pipeline
-from ijckd_jax.data.split import DataUnavailable
+from ijckd_jax.errors import DataUnavailable
 
 COLOURS = {'cat': (200, 30, 30), 'dog': (30, 200, 30), 'emu': (30, 30, 200)}
 

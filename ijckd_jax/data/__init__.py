@@ -1,6 +1,6 @@
 """Input: this process's part of each split, in an order fixed by the seed and the epoch.
 
-    split.py        the in-memory Split, the per-process cut of a data set, DataUnavailable
+    split.py        the in-memory Split, the per-process cut of a data set
     digits.py       scikit-learn's handwritten digits (the offline demo)
     folders.py      image folders: root/train/<class>/<image>, root/test/<class>/<image>
     tfds_source.py  tfds data sets (cifar100, imagenet2012, ...)

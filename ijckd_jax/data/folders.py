@@ -8,7 +8,8 @@ import os
 import numpy as np
 from absl import logging
 
-from ijckd_jax.data.split import DataUnavailable, Split, process_indices
+from ijckd_jax.data.split import Split, process_indices
+from ijckd_jax.errors import DataUnavailable
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff')
 
@@ -19,12 +20,8 @@ def list_image_folder(root, split):
     Files that are not images by their extension are skipped, counted and logged; a class
     folder with no image is an error.
     """
-    directory = os.path.join(root, split)
-    if not os.path.isdir(directory):
-        raise DataUnavailable(f'Image folder {root} has no {split}/ directory; the layout is '
-                              f'{root}/train/<class>/<image> and {root}/test/<class>/<image>.')
-    classes = sorted(entry for entry in os.listdir(directory)
-                     if os.path.isdir(os.path.join(directory, entry)))
+    directory = split_directory(root, split)
+    classes = class_names(root, split)
     if not classes:
         raise DataUnavailable(f'{directory} holds no class folders.')
     paths, labels, skipped = [], [], []
@@ -43,6 +40,36 @@ def list_image_folder(root, split):
     return paths, np.asarray(labels, np.int32), classes
 
 
+def split_directory(root, split):
+    """root/split, which must exist."""
+    directory = os.path.join(root, split)
+    if not os.path.isdir(directory):
+        raise DataUnavailable(f'Image folder {root} has no {split}/ directory; the layout is '
+                              f'{root}/train/<class>/<image> and {root}/test/<class>/<image>.')
+    return directory
+
+
+def class_names(root, split):
+    """The class folders of root/split, sorted."""
+    directory = split_directory(root, split)
+    return sorted(entry for entry in os.listdir(directory) if os.path.isdir(os.path.join(directory, entry)))
+
+
+def check_same_classes(root, splits):
+    """Refuses splits whose class folders differ: labels are indices in sorted order, so the
+    same count with other names would shift them silently."""
+    train, *others = [(split, class_names(root, split)) for split in splits]
+    for split, classes in others:
+        if classes != train[1]:
+            only_train = sorted(set(train[1]) - set(classes))
+            only_other = sorted(set(classes) - set(train[1]))
+            raise DataUnavailable(
+                f'{root}/{train[0]} and {root}/{split} have different class folders (only in '
+                f'{train[0]}/: {", ".join(only_train[:5]) or "none"}; only in {split}/: '
+                f'{", ".join(only_other[:5]) or "none"}); labels follow the sorted names, so both '
+                'need the same classes.')
+
+
 def check_class_count(root, classes, num_classes):
     """Refuses a folder whose class count is not the config's, naming the value to pass."""
     if len(classes) != num_classes:
@@ -59,18 +86,52 @@ def folder_part(root, split, num_classes, process_index=0, process_count=1):
     return [paths[index] for index in indices], labels[indices], classes
 
 
+def to_rgb(image):
+    """A PIL image of any mode as 8-bit RGB. PIL's convert('RGB') clips 16- and 32-bit grey
+    levels to 255 (a 16-bit PNG would turn white), so those are scaled to 8 bits first;
+    palette, grey, CMYK and alpha modes convert as PIL defines them."""
+    from PIL import Image
+
+    if image.mode.startswith('I'):  # 'I;16', 'I;16B', 'I' (32-bit): 16-bit PNGs and TIFFs
+        levels = np.asarray(image, np.float64)
+        image = Image.fromarray(np.round(np.clip(levels, 0, 65535) * (255 / 65535)).astype(np.uint8))
+    elif image.mode == 'F':
+        image = Image.fromarray(np.round(np.clip(np.asarray(image), 0, 1) * 255).astype(np.uint8))
+    return image.convert('RGB')
+
+
 def read_image(path, image_size):
     """An RGB uint8 image resized (bilinear) to image_size×image_size, or None if unreadable."""
     from PIL import Image
 
     try:
         with Image.open(path) as image:
-            image = image.convert('RGB')
+            image = to_rgb(image)
             if image.size != (image_size, image_size):
                 image = image.resize((image_size, image_size), Image.BILINEAR)
             return np.asarray(image, np.uint8)
     except (OSError, ValueError, SyntaxError):
         return None
+
+
+def readable(paths, labels):
+    """The (paths, labels) of the files whose image header PIL can read, and the others: a
+    cheap scan (no decoding), in threads, so that a streamed epoch counts what it can read."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
+
+    def opens(path):
+        try:
+            with Image.open(path):
+                return True
+        except (OSError, ValueError, SyntaxError):
+            return False
+
+    with ThreadPoolExecutor(max_workers=min(32, 4 * (os.cpu_count() or 1))) as pool:
+        good = list(pool.map(opens, paths))
+    kept = [path for path, ok in zip(paths, good) if ok]
+    return kept, np.asarray(labels)[np.asarray(good, bool)], [path for path, ok in zip(paths, good) if not ok]
 
 
 def load_image_folder(root, split, image_size, num_classes, process_index=0, process_count=1):

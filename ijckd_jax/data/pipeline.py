@@ -15,6 +15,7 @@ from ijckd_jax.data.augment import PADDING, crop_and_flip
 from ijckd_jax.data.digits import load_digits
 from ijckd_jax.data.folders import is_image_folder, load_image_folder
 from ijckd_jax.data.split import Split, agree
+from ijckd_jax.errors import ConfigError
 
 LARGEST_IN_MEMORY_FOLDER_IMAGE = 64  # pixels; larger folder images stream with ImageNet's augmentation
 
@@ -92,20 +93,25 @@ class Pipeline:
         self.local_eval_batch = eval_batch // process_count
         self.data = data
         self.in_memory = in_memory(data)
+        self.files = {}  # a streamed image folder's readable (paths, labels) by split
         if self.in_memory:
             self.train_split = load_split(data, data.train_split, process_index, process_count)
             self.eval_split = load_split(data, data.eval_split, process_index, process_count)
             train_count, eval_count = len(self.train_split.labels), len(self.eval_split.labels)
+        elif is_image_folder(data.dataset):
+            self.files = {split: stream.folder_files(data, split, process_index, process_count)
+                          for split in (data.train_split, data.eval_split)}
+            train_count, eval_count = (len(self.files[split][0]) for split in (data.train_split, data.eval_split))
         else:
-            train_count, eval_count = (stream.example_count(data, split, process_index, process_count)
+            train_count, eval_count = (tfds_source.example_count(data, split, process_index, process_count)
                                        for split in (data.train_split, data.eval_split))
         self.steps_per_epoch = agree(train_count // self.local_batch, np.min)
         if config.steps_per_epoch > 0:
             self.steps_per_epoch = min(self.steps_per_epoch, config.steps_per_epoch)
         if self.steps_per_epoch == 0:
-            raise ValueError(f'{data.dataset} has fewer training examples per process ({train_count}) '
-                             f'than the per-process batch ({self.local_batch}); lower '
-                             'config.global_batch_size.')
+            raise ConfigError(f'{data.dataset} has fewer training examples per process ({train_count}) '
+                              f'than the per-process batch ({self.local_batch}); lower '
+                              'config.global_batch_size.')
         self.eval_batches = agree(-(-eval_count // self.local_eval_batch), np.max)
 
     def train_epoch(self, epoch, start_step=0):
@@ -114,10 +120,11 @@ class Pipeline:
                                  epoch, self.process_index, start_step)
         return stream.stream_train_batches(self.data, self.local_batch, self.steps_per_epoch,
                                            self.seed, epoch, self.process_index, self.process_count,
-                                           start_step)
+                                           start_step, self.files.get(self.data.train_split))
 
     def evaluation(self):
         if self.in_memory:
             return eval_batches(self.eval_split, self.local_eval_batch, self.eval_batches)
         return stream.stream_eval_batches(self.data, self.local_eval_batch, self.eval_batches,
-                                          self.process_index, self.process_count)
+                                          self.process_index, self.process_count,
+                                          self.files.get(self.data.eval_split))

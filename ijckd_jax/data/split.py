@@ -4,10 +4,6 @@ from typing import NamedTuple
 import numpy as np
 
 
-class DataUnavailable(RuntimeError):
-    """The data set is not here; the message says how to get it."""
-
-
 class Split(NamedTuple):
     images: np.ndarray  # uint8 [examples, height, width, 3]
     labels: np.ndarray  # int32 [examples]

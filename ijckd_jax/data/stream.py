@@ -1,11 +1,31 @@
 """ImageNet-sized splits streamed with tf.data, augmented as the field trains ImageNet:
-RandomResizedCrop(224) and a flip, evaluated at Resize(256) + CenterCrop(224)."""
+RandomResizedCrop(224) and a flip, evaluated at Resize(256) + CenterCrop(224).
+
+An image folder streams the files that `folder_files` found readable, listed once per run.
+"""
+from absl import logging
+
 from ijckd_jax.data import tfds_source
-from ijckd_jax.data.folders import folder_part, is_image_folder
+from ijckd_jax.data.folders import folder_part, is_image_folder, readable
+from ijckd_jax.errors import DataUnavailable
 
 
-def stream_split(data, split, process_index, process_count, shuffle_seed=None):
-    """This process's part of a split as a tf.data.Dataset of (image, label), shuffled if seeded."""
+def folder_files(data, split, process_index, process_count):
+    """This process's readable (paths, labels) of an image folder's split; the unreadable
+    ones are counted and reported once."""
+    paths, labels, _ = folder_part(data.dataset, split, data.num_classes, process_index, process_count)
+    paths, labels, unreadable = readable(paths, labels)
+    if unreadable:
+        logging.warning('Skipped %d unreadable images of %s/%s, e.g. %s.', len(unreadable), data.dataset,
+                        split, unreadable[0])
+    if not paths:
+        raise DataUnavailable(f'No readable image in {data.dataset}/{split} for process {process_index}.')
+    return paths, labels
+
+
+def stream_split(data, split, process_index, process_count, shuffle_seed=None, files=None):
+    """This process's part of a split as a tf.data.Dataset of (image, label), shuffled if
+    seeded; an image folder's `files` are its (paths, labels) from folder_files."""
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
@@ -14,7 +34,7 @@ def stream_split(data, split, process_index, process_count, shuffle_seed=None):
             return tfds_source.tfds_split(data, split, process_index, process_count)
         return tfds_source.tfds_split(data, split, process_index, process_count, shuffle_files=True,
                                       read_config=tfds.ReadConfig(shuffle_seed=shuffle_seed))
-    paths, labels, _ = folder_part(data.dataset, split, data.num_classes, process_index, process_count)
+    paths, labels = files
     files = tf.data.Dataset.from_tensor_slices((paths, labels))
     if shuffle_seed is not None:
         files = files.shuffle(len(paths), seed=shuffle_seed)
@@ -22,13 +42,6 @@ def stream_split(data, split, process_index, process_count, shuffle_seed=None):
                                                      expand_animations=False), label)
     # An unreadable image is skipped with a logged warning rather than ending the run.
     return files.map(decode).ignore_errors(log_warning=True)
-
-
-def example_count(data, split, process_index, process_count):
-    """Examples in this process's part of a split, from the files or the data set's metadata."""
-    if is_image_folder(data.dataset):
-        return len(folder_part(data.dataset, split, data.num_classes, process_index, process_count)[0])
-    return tfds_source.example_count(data, split, process_index, process_count)
 
 
 def random_resized_crop(image, seed, size):
@@ -54,18 +67,19 @@ def resize_and_center_crop(image, size, resize_to):
 
 
 def stream_train_batches(data, local_batch_size, steps, seed, epoch, process_index, process_count,
-                         start_step=0):
+                         start_step=0, files=None):
     """ImageNet-style training batches streamed with tf.data, deterministic in (seed, epoch).
 
     Each example's crop and flip come from a stateless seed (seed, epoch, position), so a
-    resumed run skips to `start_step` and sees the batches an uninterrupted run would.
+    resumed run skips to `start_step` and sees the batches an uninterrupted run would. The
+    stream repeats, so that an image that decodes badly never makes an epoch short.
     """
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
     epoch_seed = seed * 100_003 + epoch
-    dataset = stream_split(data, data.train_split, process_index, process_count, epoch_seed)
-    dataset = dataset.shuffle(16 * local_batch_size, seed=epoch_seed)
+    dataset = stream_split(data, data.train_split, process_index, process_count, epoch_seed, files)
+    dataset = dataset.shuffle(16 * local_batch_size, seed=epoch_seed).repeat()
 
     def augment(position, example):
         image, label = example
@@ -79,13 +93,13 @@ def stream_train_batches(data, local_batch_size, steps, seed, epoch, process_ind
     return tfds.as_numpy(dataset.take(steps - start_step).prefetch(2))
 
 
-def stream_eval_batches(data, local_batch_size, batches, process_index, process_count):
+def stream_eval_batches(data, local_batch_size, batches, process_index, process_count, files=None):
     """Evaluation batches (images, labels, mask) at Resize(size·8/7) + CenterCrop(size), padded."""
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
     resize_to = round(data.image_size * 8 / 7)  # 256 for 224
-    dataset = stream_split(data, data.eval_split, process_index, process_count).map(
+    dataset = stream_split(data, data.eval_split, process_index, process_count, files=files).map(
         lambda image, label: (resize_and_center_crop(image, data.image_size, resize_to),
                               tf.cast(label, tf.int32), True))
     padding = tf.data.Dataset.from_tensors(

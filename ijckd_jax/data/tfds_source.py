@@ -2,7 +2,8 @@
 a prepared data directory; nothing is downloaded unless config.data.download asks for it."""
 import numpy as np
 
-from ijckd_jax.data.split import DataUnavailable, Split
+from ijckd_jax.data.split import Split
+from ijckd_jax.errors import DataUnavailable
 
 
 def how_to_get(name, data_dir):

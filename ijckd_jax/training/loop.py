@@ -8,6 +8,8 @@ workdir resumes exactly from its latest checkpoint.
 import functools
 import itertools
 import os
+import signal
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -72,8 +74,9 @@ def train_in_workdir(config, workdir, objective, pipeline, teacher_variables):
             state = experiment.state
             announce_fresh_run(state, config, writer)
         teacher_accuracy = evaluate_teacher(experiment, config, pipeline, mesh, writer, int(state.step))
-        state, history = train_epochs(config, experiment, state, pipeline, device_split, mesh, writer,
-                                      manager, workdir)
+        with StopRequest() as stop:
+            state, history = train_epochs(config, experiment, state, pipeline, device_split, mesh, writer,
+                                          manager, workdir, stop)
     finally:
         manager.wait_until_finished()
         writer.flush()
@@ -160,7 +163,33 @@ def training_inputs(pipeline, device_split, mesh, epoch, start_step):
     return itertools.repeat((*device_split, order), pipeline.steps_per_epoch - start_step)
 
 
-def train_epochs(config, experiment, state, pipeline, device_split, mesh, writer, manager, workdir):
+class StopRequest:
+    """Ctrl-C while training, taken at a safe point: the first one stops the loop after its
+    current step (a checkpoint being saved is finished first), a second one at once."""
+
+    def __enter__(self):
+        self.requested, self.previous = False, None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self.request)
+        return self
+
+    def request(self, signal_number, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        logging.warning('Ctrl-C: stopping after this step (press it again to stop at once).')
+
+    def check(self):
+        """Stops here (KeyboardInterrupt) if Ctrl-C was pressed."""
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exception):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def train_epochs(config, experiment, state, pipeline, device_split, mesh, writer, manager, workdir, stop):
     """The epochs from the state's step on: train, evaluate, checkpoint; returns the history."""
     steps_per_epoch = pipeline.steps_per_epoch
     step = int(state.step)
@@ -172,6 +201,7 @@ def train_epochs(config, experiment, state, pipeline, device_split, mesh, writer
         for inputs in training_inputs(pipeline, device_split, mesh, epoch, step % steps_per_epoch):
             state, metrics = experiment.train_step(state, experiment.teacher_variables, *inputs)
             progress.record(metrics)
+            stop.check()
         progress.flush()
         step = int(state.step)
         accuracy = evaluate(functools.partial(experiment.eval_step, state, experiment.teacher_variables),
@@ -183,4 +213,5 @@ def train_epochs(config, experiment, state, pipeline, device_split, mesh, writer
         logging.info('Epoch %d/%d: test top-1 %.2f%%, top-5 %.2f%%.', epoch + 1, config.num_epochs,
                      accuracy['top1'], accuracy['top5'])
         checkpoints.save(manager, state, accuracy)
+        stop.check()
     return state, history

@@ -54,6 +54,9 @@ def base_config(data=CIFAR100):
     config.global_batch_size = 64
     config.eval_batch_size = 500  # rounded up to a multiple of the devices; the padding is masked
     config.steps_per_epoch = -1  # -1: the whole training split each epoch
+    # With the training split on the devices, this many steps run in one dispatch (a scan),
+    # the same steps: on a GPU, where a small step waits for its launch, more is faster.
+    config.steps_per_dispatch = 1
     config.dtype = 'float32'     # or 'bfloat16': bfloat16 compute, float32 parameters
     # float32 matrix products and convolutions: 'default' is XLA's choice, which is TF32 on
     # Ampere and later NVIDIA GPUs; 'float32' computes them in full float32 (slower there).

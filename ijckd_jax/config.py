@@ -23,6 +23,7 @@ SMALLEST_IMAGE = 8  # pixels: the CIFAR networks pool an 8×8 map at 32 pixels, 
 # Integer fields and their smallest value.
 INTEGERS = {'seed': 0, 'num_epochs': 1, 'global_batch_size': 1, 'eval_batch_size': 1,
             'log_every_steps': 1, 'checkpoints_to_keep': 1, 'num_processes': 0, 'process_id': -1,
+            'steps_per_dispatch': 1,
             'data.num_classes': 2, 'data.image_size': SMALLEST_IMAGE, 'connector.factor': 1}
 BOOLEANS = ('distributed', 'data.download', 'data.in_memory', 'data.on_device', 'optimizer.nesterov')
 

@@ -1,4 +1,5 @@
 """The training system end to end on mocked CIFAR-100, offline on four CPU devices."""
+import functools
 import json
 import os
 import socket
@@ -17,12 +18,13 @@ from flax import traverse_util
 from configs import cifar_ijckd, cifar_teacher
 from configs.common import cifar_distillation_config
 from conftest import CPU_DEVICES, EXAMPLES, REPOSITORY
+from ijckd_jax.data import device as device_data
 from ijckd_jax.data.pipeline import Pipeline
 from ijckd_jax.errors import ConfigError
 from ijckd_jax.frozen_model import load_frozen_model
 from ijckd_jax.objectives import OBJECTIVES
-from ijckd_jax.training.experiment import load_teacher
-from ijckd_jax.training.loop import train_and_evaluate
+from ijckd_jax.training.experiment import create_experiment, load_teacher
+from ijckd_jax.training.loop import dispatches, evaluate, train_and_evaluate
 from ijckd_jax.training.mesh import Mesh
 from ijckd_jax.training.state import create_optimizer
 from multiprocess_worker import DEVICES_PER_PROCESS, PROCESSES, STEPS, distributed_config, run_steps
@@ -219,3 +221,56 @@ def test_bfloat16_compute_stays_close_to_float32_over_a_few_steps(teacher):
         if np.linalg.norm(update) > 0:
             cosines.append(update @ low_update / np.linalg.norm(update) / np.linalg.norm(low_update))
     assert min(cosines) >= 0.8 and np.median(cosines) >= 0.9
+
+
+def test_several_steps_per_dispatch_are_the_same_steps(teacher):
+    """With the split on the devices, 3 steps as one scan of 2 and a single step equal 3
+    single steps: the losses and the parameters."""
+    config = distributed_config(str(teacher[0] / 'export'))
+    with tfds.testing.mock_data(num_examples=EXAMPLES):
+        pipeline = Pipeline(config, 0, 1, len(CPU_DEVICES))
+    mesh, teacher_variables = Mesh(CPU_DEVICES), load_teacher(config)
+    split = device_data.place_split(pipeline.train_split, mesh)
+    order = device_data.epoch_order(split, 0, mesh, config.seed)
+    trajectories = []
+    for per_dispatch in (1, 2):
+        experiment = create_experiment(config, mesh, pipeline.steps_per_epoch, teacher_variables,
+                                       data_on_device=True)
+        state, losses = experiment.state, []
+        for count in dispatches(3, per_dispatch):
+            state, metrics = experiment.train_steps(count)(state, experiment.teacher_variables, *split, order)
+            losses.extend(np.atleast_1d(jax.device_get(metrics['loss'])))
+        trajectories.append((losses, jax.device_get(state.params)))
+    assert dispatches(3, 2) == [2, 1] and len(trajectories[1][0]) == 3
+    np.testing.assert_allclose(trajectories[1][0], trajectories[0][0], rtol=1e-6)
+    for path, value in traverse_util.flatten_dict(trajectories[0][1], sep='/').items():
+        np.testing.assert_allclose(traverse_util.flatten_dict(trajectories[1][1], sep='/')[path], value,
+                                   rtol=1e-5, atol=1e-6, err_msg=path)
+
+
+def test_evaluation_reads_the_teachers_logits_computed_once_and_drops_its_backbone(teacher,
+                                                                                   optimized_compiles):
+    """The teacher's logits on the test split, computed once per run, give every epoch's
+    evaluation the same sums as running the teacher in it, and the compiled evaluation step
+    then holds no convolution of the teacher (resnet8: 9)."""
+    config = distributed_config(str(teacher[0] / 'export'))
+    with tfds.testing.mock_data(num_examples=EXAMPLES):
+        pipeline = Pipeline(config, 0, 1, len(CPU_DEVICES))
+    mesh = Mesh(CPU_DEVICES)
+    experiment = create_experiment(config, mesh, pipeline.steps_per_epoch, load_teacher(config))
+    batches = list(pipeline.evaluation())
+    logits = [experiment.teacher_logits_step(experiment.teacher_variables, *mesh.shard(images))
+              for images, _, _ in batches]
+    step = functools.partial(experiment.eval_step, experiment.state, experiment.teacher_variables)
+    with_logits, without = evaluate(step, batches, mesh, logits), evaluate(step, batches, mesh)
+    assert with_logits.keys() == without.keys() and 'delta2' in with_logits
+    for name, value in without.items():
+        assert with_logits[name] == pytest.approx(value, rel=1e-6, abs=1e-9), name
+
+    def convolutions(*arguments):
+        compiled = experiment.eval_step.lower(experiment.state, experiment.teacher_variables,
+                                              *arguments).compile().as_text()
+        return compiled.count(' convolution(')
+
+    arguments = mesh.shard(*batches[0])
+    assert convolutions(*arguments) - convolutions(*arguments, logits[0]) == 9

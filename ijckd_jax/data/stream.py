@@ -1,7 +1,11 @@
 """ImageNet-sized splits streamed with tf.data, augmented as the field trains ImageNet:
 RandomResizedCrop(224) and a flip, evaluated at Resize(256) + CenterCrop(224).
 
-An image folder streams the files that `folder_files` found readable, listed once per run.
+Images travel encoded until a parallel map decodes them: for training, a JPEG is decoded only
+inside its random crop's window (tf.image.decode_and_crop_jpeg), which is most of the saving
+since RandomResizedCrop keeps 8-100% of the image. An image folder streams the files that
+`folder_files` found readable, listed once per run; an image that fails to decode is skipped
+with a logged warning.
 """
 from absl import logging
 
@@ -23,36 +27,66 @@ def folder_files(data, split, process_index, process_count):
     return paths, labels
 
 
-def stream_split(data, split, process_index, process_count, shuffle_seed=None, files=None):
-    """This process's part of a split as a tf.data.Dataset of (image, label), shuffled if
-    seeded; an image folder's `files` are its (paths, labels) from folder_files."""
+def encoded_split(data, split, process_index, process_count, shuffle_seed=None, files=None):
+    """This process's part of a split as a tf.data.Dataset of (encoded image, label), shuffled
+    if seeded; an image folder's `files` are its (paths, labels) from folder_files."""
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
     if not is_image_folder(data.dataset):
-        if shuffle_seed is None:
-            return tfds_source.tfds_split(data, split, process_index, process_count)
-        return tfds_source.tfds_split(data, split, process_index, process_count, shuffle_files=True,
-                                      read_config=tfds.ReadConfig(shuffle_seed=shuffle_seed))
+        encoded = {'decoders': {'image': tfds.decode.SkipDecoding()}}
+        if shuffle_seed is not None:
+            encoded.update(shuffle_files=True, read_config=tfds.ReadConfig(shuffle_seed=shuffle_seed))
+        return tfds_source.tfds_split(data, split, process_index, process_count, **encoded)
     paths, labels = files
     files = tf.data.Dataset.from_tensor_slices((paths, labels))
     if shuffle_seed is not None:
         files = files.shuffle(len(paths), seed=shuffle_seed)
-    decode = lambda path, label: (tf.io.decode_image(tf.io.read_file(path), channels=3,  # noqa: E731
-                                                     expand_animations=False), label)
-    # An unreadable image is skipped with a logged warning rather than ending the run.
-    return files.map(decode).ignore_errors(log_warning=True)
+    return files.map(lambda path, label: (tf.io.read_file(path), label))
 
 
-def random_resized_crop(image, seed, size):
-    """torchvision's RandomResizedCrop(size): scale (0.08, 1), aspect ratio (3/4, 4/3), bilinear."""
+def decode(encoded):
+    """Any image file as uint8 RGB [height, width, 3]."""
     import tensorflow as tf
 
-    begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
-        tf.shape(image), tf.zeros([1, 0, 4]), seed=seed, area_range=(0.08, 1.0),
-        aspect_ratio_range=(3 / 4, 4 / 3), max_attempts=10, use_image_if_no_bounding_boxes=True)
-    image = tf.image.resize(tf.slice(image, begin, crop_size), (size, size), 'bilinear')
+    return tf.io.decode_image(encoded, channels=3, expand_animations=False)
+
+
+def to_uint8(image):
+    import tensorflow as tf
+
     return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
+def random_resized_crop(encoded, seed, size):
+    """torchvision's RandomResizedCrop(size): scale (0.08, 1), aspect ratio (3/4, 4/3),
+    bilinear; a JPEG is decoded only inside the crop's window."""
+    import tensorflow as tf
+
+    def window(shape):
+        begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
+            shape, tf.zeros([1, 0, 4]), seed=seed, area_range=(0.08, 1.0),
+            aspect_ratio_range=(3 / 4, 4 / 3), max_attempts=10, use_image_if_no_bounding_boxes=True)
+        return begin, crop_size
+
+    def from_jpeg():
+        # libjpeg upsamples colour from neighbouring pixels, which a window lacks at its edges:
+        # decode one pixel more on every side the image has one, then cut it off, so that the
+        # pixels are exactly those of a full decode.
+        shape = tf.image.extract_jpeg_shape(encoded)
+        begin, crop_size = window(shape)
+        start = tf.maximum(begin[:2] - 1, 0)
+        stop = tf.minimum(begin[:2] + crop_size[:2] + 1, shape[:2])
+        wide = tf.image.decode_and_crop_jpeg(encoded, tf.concat([start, stop - start], 0), channels=3)
+        return tf.slice(wide, tf.concat([begin[:2] - start, [0]], 0), crop_size)
+
+    def from_other_formats():
+        image = decode(encoded)
+        begin, crop_size = window(tf.shape(image))
+        return tf.slice(image, begin, crop_size)
+
+    crop = tf.cond(tf.io.is_jpeg(encoded), from_jpeg, from_other_formats)
+    return to_uint8(tf.image.resize(crop, (size, size), 'bilinear'))
 
 
 def resize_and_center_crop(image, size, resize_to):
@@ -62,8 +96,7 @@ def resize_and_center_crop(image, size, resize_to):
     shape = tf.cast(tf.shape(image)[:2], tf.float32)
     scaled = tf.cast(tf.round(shape * resize_to / tf.reduce_min(shape)), tf.int32)
     image = tf.image.resize(image, scaled, 'bilinear')
-    image = tf.image.resize_with_crop_or_pad(image, size, size)
-    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+    return to_uint8(tf.image.resize_with_crop_or_pad(image, size, size))
 
 
 def stream_train_batches(data, local_batch_size, steps, seed, epoch, process_index, process_count,
@@ -72,23 +105,24 @@ def stream_train_batches(data, local_batch_size, steps, seed, epoch, process_ind
 
     Each example's crop and flip come from a stateless seed (seed, epoch, position), so a
     resumed run skips to `start_step` and sees the batches an uninterrupted run would. The
-    stream repeats, so that an image that decodes badly never makes an epoch short.
+    stream repeats, so that an image that fails to decode never makes an epoch short.
     """
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
     epoch_seed = seed * 100_003 + epoch
-    dataset = stream_split(data, data.train_split, process_index, process_count, epoch_seed, files)
+    dataset = encoded_split(data, data.train_split, process_index, process_count, epoch_seed, files)
     dataset = dataset.shuffle(16 * local_batch_size, seed=epoch_seed).repeat()
 
     def augment(position, example):
-        image, label = example
+        encoded, label = example
         example_seed = tf.stack([tf.constant(epoch_seed, tf.int64), position])
-        image = random_resized_crop(image, example_seed, data.image_size)
+        image = random_resized_crop(encoded, example_seed, data.image_size)
         flip = tf.random.stateless_uniform([], seed=example_seed + 1) < 0.5
         return tf.cond(flip, lambda: image[:, ::-1], lambda: image), tf.cast(label, tf.int32)
 
     dataset = dataset.enumerate().map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.ignore_errors(log_warning=True)
     dataset = dataset.batch(local_batch_size, drop_remainder=True).skip(start_step)
     return tfds.as_numpy(dataset.take(steps - start_step).prefetch(2))
 
@@ -99,10 +133,11 @@ def stream_eval_batches(data, local_batch_size, batches, process_index, process_
     import tensorflow_datasets as tfds
 
     resize_to = round(data.image_size * 8 / 7)  # 256 for 224
-    dataset = stream_split(data, data.eval_split, process_index, process_count, files=files).map(
-        lambda image, label: (resize_and_center_crop(image, data.image_size, resize_to),
-                              tf.cast(label, tf.int32), True))
+    dataset = encoded_split(data, data.eval_split, process_index, process_count, files=files).map(
+        lambda encoded, label: (resize_and_center_crop(decode(encoded), data.image_size, resize_to),
+                                tf.cast(label, tf.int32), True),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).ignore_errors(log_warning=True)
     padding = tf.data.Dataset.from_tensors(
         (tf.zeros([data.image_size, data.image_size, 3], tf.uint8), 0, False)).repeat()
     dataset = dataset.concatenate(padding).batch(local_batch_size).take(batches)
-    return tfds.as_numpy(dataset)
+    return tfds.as_numpy(dataset.prefetch(2))

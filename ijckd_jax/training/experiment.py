@@ -25,8 +25,11 @@ class Experiment(NamedTuple):
     # (state, teacher_variables, *training_inputs) -> (state, metrics): the inputs are a
     # sharded batch (images, labels), or the split held on the devices and the epoch's order.
     train_step: Callable
-    eval_step: Callable   # (state, teacher_variables, images, labels, mask) -> sums
-    teacher_eval_step: Optional[Callable]  # (teacher_variables, images, labels, mask) -> hits
+    # With the split on the devices, count -> the jitted step that runs `count` steps in one
+    # dispatch, with metrics stacked (train_step itself for count 1); else None.
+    train_steps: Optional[Callable]
+    eval_step: Callable   # (state, teacher_variables, images, labels, mask[, teacher_logits]) -> sums
+    teacher_logits_step: Optional[Callable]  # (teacher_variables, images) -> logits
 
 
 def load_teacher(config):
@@ -54,17 +57,20 @@ def create_experiment(config, mesh, steps_per_epoch, teacher_variables, data_on_
     normalization = dict(mean=tuple(config.data.mean), std=tuple(config.data.std))
     step_settings = dict(distiller=distiller, objective_name=config.loss.name, settings=settings,
                          optimizer=optimizer, **normalization)
+    train_steps = None
     if data_on_device:
-        step = functools.partial(steps.train_step_on_device, mesh=mesh, seed=config.seed,
-                                 steps_per_epoch=steps_per_epoch,
-                                 global_batch=config.global_batch_size, **step_settings)
+        step_settings.update(mesh=mesh, seed=config.seed, steps_per_epoch=steps_per_epoch,
+                             global_batch=config.global_batch_size)
+        step = jax.jit(functools.partial(steps.train_step_on_device, **step_settings), donate_argnums=0)
+        train_steps = functools.cache(lambda count: step if count == 1 else jax.jit(
+            functools.partial(steps.train_steps_on_device, count=count, **step_settings), donate_argnums=0))
     else:
-        step = functools.partial(steps.train_step, **step_settings)
+        step = jax.jit(functools.partial(steps.train_step, **step_settings), donate_argnums=0)
     evaluation = jax.jit(functools.partial(steps.eval_step, distiller=distiller,
                                            objective_name=config.loss.name, **normalization))
-    teacher_evaluation = None
+    teacher_logits = None
     if distiller.teacher is not None:
-        teacher_evaluation = jax.jit(functools.partial(steps.teacher_eval_step,
-                                                       teacher=distiller.teacher, **normalization))
-    return Experiment(distiller, state, mesh.replicate(teacher_variables),
-                      jax.jit(step, donate_argnums=0), evaluation, teacher_evaluation)
+        teacher_logits = jax.jit(functools.partial(steps.teacher_logits_step, teacher=distiller.teacher,
+                                                   **normalization))
+    return Experiment(distiller, state, mesh.replicate(teacher_variables), step, train_steps, evaluation,
+                      teacher_logits)

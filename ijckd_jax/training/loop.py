@@ -6,7 +6,6 @@ until all three are good), build the jitted steps, then for each epoch train, ev
 workdir resumes exactly from its latest checkpoint.
 """
 import functools
-import itertools
 import os
 import signal
 import threading
@@ -28,6 +27,7 @@ from ijckd_jax.training.experiment import create_experiment, load_teacher
 from ijckd_jax.training.mesh import Mesh
 from ijckd_jax.training.metrics import create_writer
 from ijckd_jax.training.progress import Progress
+from ijckd_jax.training.steps import count_correct
 from ijckd_jax.training.workdir import (History, WorkdirLock, check_belongs, export_student, flatten,
                                         record_run, summarize, write_summary)
 
@@ -73,10 +73,11 @@ def train_in_workdir(config, workdir, objective, pipeline, teacher_variables):
         if state is None:
             state = experiment.state
             announce_fresh_run(state, config, writer)
-        teacher_accuracy = evaluate_teacher(experiment, config, pipeline, mesh, writer, int(state.step))
+        teacher_accuracy, teacher_logits = evaluate_teacher(experiment, config, pipeline, mesh, writer,
+                                                            int(state.step))
         with StopRequest() as stop:
             state, history = train_epochs(config, experiment, state, pipeline, device_split, mesh, writer,
-                                          manager, workdir, stop)
+                                          manager, workdir, stop, teacher_logits)
     finally:
         manager.wait_until_finished()
         writer.flush()
@@ -119,11 +120,15 @@ def place_training_data(config, pipeline, mesh):
     return split
 
 
-def evaluate(step_function, batches, mesh):
-    """Every summed metric of step_function over batches of (images, labels, mask), per example."""
+def evaluate(step_function, batches, mesh, teacher_logits=None):
+    """Every summed metric of step_function over batches of (images, labels, mask), per example;
+    with `teacher_logits` (one array per batch), step_function also takes the batch's."""
     totals = None
-    for images, labels, mask in batches:
-        sums = step_function(*mesh.shard(images, labels, mask))
+    for index, (images, labels, mask) in enumerate(batches):
+        arguments = mesh.shard(images, labels, mask)
+        if teacher_logits is not None:
+            arguments.append(teacher_logits[index])
+        sums = step_function(*arguments)
         totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
     totals = jax.device_get(totals)
     return {name: float(total) / float(totals['count']) for name, total in totals.items()
@@ -131,15 +136,23 @@ def evaluate(step_function, batches, mesh):
 
 
 def evaluate_teacher(experiment, config, pipeline, mesh, writer, step):
-    """The frozen teacher's test accuracy, logged; None for a model trained alone."""
-    if experiment.teacher_eval_step is None:
-        return None
-    accuracy = evaluate(functools.partial(experiment.teacher_eval_step, experiment.teacher_variables),
-                        pipeline.evaluation(), mesh)
+    """The frozen teacher's logits on every test batch, kept for the run's evaluations (they
+    never change), and its test accuracy, logged; (None, None) for a model trained alone."""
+    if experiment.teacher_logits_step is None:
+        return None, None
+    logits = [experiment.teacher_logits_step(experiment.teacher_variables, *mesh.shard(images))
+              for images, _, _ in pipeline.evaluation()]
+    accuracy = evaluate(count_hits, pipeline.evaluation(), mesh, logits)
     logging.info('Teacher %s: top-1 %.2f%%, top-5 %.2f%%.', config.teacher.model, accuracy['top1'],
                  accuracy['top5'])
     writer.write_scalars(step, {f'teacher_{name}': value for name, value in accuracy.items()})
-    return accuracy
+    return accuracy, logits
+
+
+@jax.jit
+def count_hits(images, labels, mask, logits):
+    """count_correct of precomputed logits, in evaluate's argument order."""
+    return count_correct(logits, labels, mask)
 
 
 def compare_classifiers(distiller, objective, state, teacher_variables):
@@ -155,12 +168,29 @@ def compare_classifiers(distiller, objective, state, teacher_variables):
             jax.device_get(compare_classifier_weights(student, teacher)).items()}
 
 
-def training_inputs(pipeline, device_split, mesh, epoch, start_step):
-    """The train step's inputs after (state, teacher_variables), one per step of `epoch`."""
+def dispatches(steps, steps_per_dispatch):
+    """How many steps each dispatch of an epoch's `steps` runs: as many as asked, the rest last."""
+    return [steps_per_dispatch] * (steps // steps_per_dispatch) + [steps % steps_per_dispatch] * bool(
+        steps % steps_per_dispatch)
+
+
+def train_epoch(config, experiment, state, pipeline, device_split, mesh, epoch, progress, stop):
+    """The steps of `epoch` from the state's step on; returns the state."""
+    start = int(state.step) % pipeline.steps_per_epoch
     if device_split is None:
-        return (mesh.shard(images, labels) for images, labels in pipeline.train_epoch(epoch, start_step))
+        for images, labels in pipeline.train_epoch(epoch, start):
+            state, metrics = experiment.train_step(state, experiment.teacher_variables,
+                                                   *mesh.shard(images, labels))
+            progress.record(metrics)
+            stop.check()
+        return state
     order = device_data.epoch_order(device_split, epoch, mesh, pipeline.seed)
-    return itertools.repeat((*device_split, order), pipeline.steps_per_epoch - start_step)
+    for count in dispatches(pipeline.steps_per_epoch - start, config.steps_per_dispatch):
+        state, metrics = experiment.train_steps(count)(state, experiment.teacher_variables, *device_split,
+                                                       order)
+        progress.record(metrics, count)
+        stop.check()
+    return state
 
 
 class StopRequest:
@@ -189,7 +219,8 @@ class StopRequest:
             signal.signal(signal.SIGINT, self.previous)
 
 
-def train_epochs(config, experiment, state, pipeline, device_split, mesh, writer, manager, workdir, stop):
+def train_epochs(config, experiment, state, pipeline, device_split, mesh, writer, manager, workdir, stop,
+                 teacher_logits):
     """The epochs from the state's step on: train, evaluate, checkpoint; returns the history."""
     steps_per_epoch = pipeline.steps_per_epoch
     step = int(state.step)
@@ -198,14 +229,11 @@ def train_epochs(config, experiment, state, pipeline, device_split, mesh, writer
                         config.log_every_steps)
     objective = get_objective(config.loss.name)
     for epoch in range(step // steps_per_epoch, config.num_epochs):
-        for inputs in training_inputs(pipeline, device_split, mesh, epoch, step % steps_per_epoch):
-            state, metrics = experiment.train_step(state, experiment.teacher_variables, *inputs)
-            progress.record(metrics)
-            stop.check()
+        state = train_epoch(config, experiment, state, pipeline, device_split, mesh, epoch, progress, stop)
         progress.flush()
         step = int(state.step)
         accuracy = evaluate(functools.partial(experiment.eval_step, state, experiment.teacher_variables),
-                            pipeline.evaluation(), mesh)
+                            pipeline.evaluation(), mesh, teacher_logits)
         accuracy.update(compare_classifiers(experiment.distiller, objective, state,
                                             experiment.teacher_variables))
         history.append({'epoch': epoch, 'step': step, **accuracy})

@@ -24,18 +24,20 @@ class Progress:
         self.window_start = time.time()
         self.first_loss = None
 
-    def record(self, metrics):
+    def record(self, metrics, count=1):
+        """The metrics of one step, or of `count` steps stacked by one dispatch."""
         if not self.pending:  # a window starts at its first step, not during evaluation
             self.window_start = time.time()
-        self.pending.append(metrics)
-        self.step += 1
-        if self.step % self.every == 0:
+        self.pending.append((metrics, count))
+        self.step += count
+        if self.step // self.every > (self.step - count) // self.every:
             self.flush()
 
     def flush(self):
         if not self.pending:
             return
-        values = jax.device_get(self.pending)
+        values = [step_metrics for metrics, count in jax.device_get(self.pending)
+                  for step_metrics in (unstack(metrics, count) if count > 1 else [metrics])]
         first_step = self.step - len(values) + 1
         for offset, metrics in enumerate(values):
             self.check_loss(float(metrics['loss']), first_step + offset)
@@ -58,3 +60,8 @@ class Progress:
             raise Diverged(f'The loss is {loss:.4g} at step {step} ({why}): the run diverged and stops. '
                            'The checkpoint of the last finished epoch is kept; lower the learning rate '
                            'or check the data and the teacher.')
+
+
+def unstack(metrics, count):
+    """{name: [count] values} → one {name: value} per step."""
+    return [{name: values[index] for name, values in metrics.items()} for index in range(count)]

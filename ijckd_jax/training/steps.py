@@ -46,6 +46,16 @@ def train_step_on_device(state, teacher_variables, split_images, split_labels, o
     return train_step(state, teacher_variables, images, labels, **step_settings)
 
 
+def train_steps_on_device(state, teacher_variables, split_images, split_labels, order, *, count,
+                          **step_settings):
+    """`count` successive train_step_on_device in one lax.scan: one dispatch instead of
+    `count`, the same steps; the metrics come stacked, one row per step."""
+    def one_step(state, _):
+        return train_step_on_device(state, teacher_variables, split_images, split_labels, order,
+                                    **step_settings)
+    return jax.lax.scan(one_step, state, length=count)
+
+
 def count_correct(logits, labels, mask):
     """100 × the top-1 and top-5 hits (percentages once divided by the count) and the count."""
     top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
@@ -54,12 +64,19 @@ def count_correct(logits, labels, mask):
             'top5': 100.0 * jnp.sum(jnp.any(hits, -1) * mask), 'count': jnp.sum(mask)}
 
 
-def eval_step(state, teacher_variables, images, labels, mask, *, distiller, objective_name, mean, std):
+def eval_step(state, teacher_variables, images, labels, mask, teacher_logits=None, *, distiller,
+              objective_name, mean, std):
     """Sums over one batch: hits of the objective's evaluation classifier, and the terms of
-    the paper's error bound where the teacher classifier can read the student's features."""
+    the paper's error bound where the teacher classifier can read the student's features.
+
+    `teacher_logits`, the frozen teacher's on this batch, are computed once per run
+    (teacher_logits_step); given them, XLA drops the teacher's backbone from this step.
+    """
     variables = merge_variables(state.params, state.batch_stats)
     outputs, _ = forward(distiller, variables, teacher_variables, normalize(images, mean, std),
                          train=False)
+    if teacher_logits is not None:
+        outputs = outputs._replace(teacher_logits=teacher_logits)
     logits = evaluation_logits(outputs, objective_name)
     sums = count_correct(logits, labels, mask)
     if outputs.teacher_classifier_logits is not None:
@@ -68,7 +85,6 @@ def eval_step(state, teacher_variables, images, labels, mask, *, distiller, obje
     return sums
 
 
-def teacher_eval_step(teacher_variables, images, labels, mask, *, teacher, mean, std):
-    """Hits of the frozen teacher on one batch."""
-    logits = teacher.apply(teacher_variables, normalize(images, mean, std)).logits
-    return count_correct(logits, labels, mask)
+def teacher_logits_step(teacher_variables, images, *, teacher, mean, std):
+    """The frozen teacher's logits on one batch."""
+    return teacher.apply(teacher_variables, normalize(images, mean, std)).logits

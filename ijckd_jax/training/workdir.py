@@ -20,8 +20,8 @@ LOCK = '.lock'
 # Fields that do not change what a run computes: how long, how it logs and keeps checkpoints,
 # how it evaluates (the padding is masked), where it finds things and how processes meet.
 NOT_THE_MATH = ('program', 'num_epochs', 'log_every_steps', 'checkpoints_to_keep', 'eval_batch_size',
-                'compilation_cache', 'distributed', 'coordinator_address', 'num_processes', 'process_id',
-                'data.data_dir', 'data.download')
+                'steps_per_dispatch', 'compilation_cache', 'distributed', 'coordinator_address',
+                'num_processes', 'process_id', 'data.data_dir', 'data.download')
 
 
 def flatten(tree, prefix=''):

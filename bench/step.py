@@ -5,6 +5,7 @@
     python bench/step.py --pair resnet32x4-resnet8x4 --objective ijckd --eval
     python bench/step.py --pair resnet32x4-resnet8x4 --data-on-device     # batches drawn in the step
     python bench/step.py --input --batch 64          # the input alone: host pipeline vs on the device
+    python bench/step.py --data-on-device --seeds 5  # 5 seeds in one step vs 5 PyTorch steps
 
 Same architectures (ijckd_jax.torch_models), same loss (the paper's PyTorch algorithms),
 same update (torch.optim.SGD, Nesterov, weight decay). After warm-up the two steps run in
@@ -50,7 +51,13 @@ def parse_arguments():
                         help='time the input alone: the host pipeline and the on-device draw')
     parser.add_argument('--data-on-device', action='store_true',
                         help='our step draws its batch from a CIFAR-sized split held on the devices')
-    return parser.parse_args()
+    parser.add_argument('--seeds', type=int, default=1,
+                        help='with --data-on-device: our step trains this many seeds at once (vmapped), '
+                             'PyTorch runs its step once per seed')
+    arguments = parser.parse_args()
+    if arguments.seeds > 1 and not arguments.data_on_device:
+        parser.error('--seeds trains seeds together from the split on the devices: add --data-on-device')
+    return arguments
 
 
 def build_config(arguments):
@@ -191,9 +198,11 @@ def compare(arguments, ours, theirs):
         their_times.append(time_call(theirs))
     ours_median, theirs_median = statistics.median(our_times), statistics.median(their_times)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f'| {arguments.pair} | {"eval" if arguments.eval else arguments.objective} | {arguments.batch} '
-          f'| {arguments.dtype} | {ours_median * 1000:.0f} ms ({arguments.batch / ours_median:.0f} img/s) '
-          f'| {theirs_median * 1000:.0f} ms ({arguments.batch / theirs_median:.0f} img/s) '
+    images = arguments.batch * arguments.seeds
+    seeds = f' ×{arguments.seeds} seeds' if arguments.seeds > 1 else ''
+    print(f'| {arguments.pair}{seeds} | {"eval" if arguments.eval else arguments.objective} | {arguments.batch} '
+          f'| {arguments.dtype} | {ours_median * 1000:.0f} ms ({images / ours_median:.0f} img/s) '
+          f'| {theirs_median * 1000:.0f} ms ({images / theirs_median:.0f} img/s) '
           f'| {ours_median / theirs_median:.2f} | {compile_seconds:.1f} s | {peak:.0f} MiB |')
 
 
@@ -206,6 +215,8 @@ def main():
     if arguments.input:
         return benchmark_input(arguments)
     config = build_config(arguments)
+    if arguments.seeds > 1:
+        config.seeds = tuple(range(arguments.seeds))
     mesh = Mesh()
     teacher_state, teacher_variables = teacher_weights(config)
     experiment = create_experiment(config, mesh, STEPS_PER_EPOCH, teacher_variables,
@@ -216,7 +227,7 @@ def main():
     inputs = (global_images, global_labels)
     if arguments.data_on_device:
         split = place_split(cifar_sized_split(size, config.data.num_classes), mesh)
-        inputs = (*split, epoch_order(split, 0, mesh, config.seed))
+        inputs = (*split, epoch_order(split, 0, mesh, experiment.seeds), experiment.seeds)
     torch_step = TorchStep(config, teacher_state)
     torch_images, torch_labels = torch.from_numpy(images), torch.from_numpy(labels).long()
     state = [experiment.state]
@@ -236,7 +247,8 @@ def main():
             jax.block_until_ready(metrics)
 
         def theirs():
-            torch_step(torch_images, torch_labels)
+            for _ in range(arguments.seeds):
+                torch_step(torch_images, torch_labels)
     compare(arguments, ours, theirs)
 
 
@@ -256,13 +268,13 @@ def benchmark_input(arguments):
         jax.block_until_ready(mesh.shard(images, labels))
     host = steps * arguments.batch / (time.perf_counter() - start)
     on_device = place_split(split, mesh)
-    draw = jax.jit(functools.partial(draw_batch, mesh=mesh, seed=0, steps_per_epoch=steps,
+    draw = jax.jit(functools.partial(draw_batch, mesh=mesh, steps_per_epoch=steps,
                                      global_batch=arguments.batch))
-    order = epoch_order(on_device, 0, mesh, seed=0)
-    jax.block_until_ready(draw(on_device, order, 0))
+    order = epoch_order(on_device, 0, mesh, 0)
+    jax.block_until_ready(draw(on_device, order, 0, 0))
     start = time.perf_counter()
     for step in range(steps):
-        jax.block_until_ready(draw(on_device, order, step))
+        jax.block_until_ready(draw(on_device, order, step, 0))
     device = steps * arguments.batch / (time.perf_counter() - start)
     print(f'| input: host pipeline | one CIFAR epoch | {arguments.batch} | uint8 | {host:.0f} img/s '
           '| — | — | — | — |')

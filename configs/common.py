@@ -40,6 +40,9 @@ def base_config(data=CIFAR100):
     config = ml_collections.ConfigDict()
     config.program = 'train'  # what main.py runs: 'train' one run, 'demo' the offline demo
     config.seed = 0
+    # Several seeds, e.g. (0, 1, 2, 3, 4), trained together in one process, one step vmapped
+    # over them (the split on the devices, shared); each seed's run in workdir/seed_{seed}.
+    config.seeds = ()
     # on_device: an in-memory training split that fits is held on the devices, and each
     # step's batch is drawn, cropped and flipped inside the jitted step (ijckd_jax/data/device.py).
     config.data = ml_collections.ConfigDict(dict(data, data_dir='', download=False, on_device=True))

@@ -12,7 +12,7 @@ import ml_collections
 
 from ijckd_jax.connectors import check_connector_name
 from ijckd_jax.data.folders import check_class_count, check_same_classes, class_names, is_image_folder
-from ijckd_jax.data.pipeline import reads_with_tf_data
+from ijckd_jax.data.pipeline import in_memory, reads_with_tf_data
 from ijckd_jax.errors import ConfigError, WorkdirError
 from ijckd_jax.models import check_model_name
 from ijckd_jax.objectives import get_objective, resolve_settings
@@ -163,9 +163,24 @@ def check_batches(config, device_count):
                f'must be a multiple of the {device_count} devices the batch is sharded over')
 
 
+def check_seeds(config):
+    """config.seeds: distinct integers ≥ 0, trained together only from a split on the devices."""
+    seeds = config.seeds
+    if not isinstance(seeds, (tuple, list)) or not all(
+            isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 for seed in seeds):
+        refuse('seeds', seeds, 'must be integers ≥ 0, e.g. --config.seeds=0,1,2')
+    if len(set(seeds)) != len(seeds):
+        refuse('seeds', seeds, 'repeats a seed; each seed is one run')
+    if seeds and not (config.data.on_device and in_memory(config.data)):
+        refuse('seeds', seeds, 'trains the seeds together from a training split held on the devices; '
+               'set --config.data.on_device=True with an in-memory split (data.in_memory, or digits), '
+               'or train each seed in its own run with --config.seed')
+
+
 def validate_config(config, device_count):
     """Every check of the config that can fail before any work."""
     check_types_and_ranges(config)
+    check_seeds(config)
     check_names(config)
     check_batches(config, device_count)
     check_data(config)

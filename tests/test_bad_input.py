@@ -18,7 +18,7 @@ from ijckd_jax import files
 from ijckd_jax.config import validate_config
 from ijckd_jax.data.folders import read_image
 from ijckd_jax.data.pipeline import Pipeline
-from ijckd_jax.errors import DataUnavailable, Diverged, WorkdirError
+from ijckd_jax.errors import ConfigError, DataUnavailable, Diverged, WorkdirError
 from ijckd_jax.frozen_model import FrozenModel, load_frozen_model, save_frozen_model
 from ijckd_jax.models import abstract_variables
 from ijckd_jax.training.loop import train_and_evaluate
@@ -65,6 +65,19 @@ def test_a_bad_value_is_one_line_before_any_work(setting, expected, tmp_path):
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(expected)
     assert not (tmp_path / 'run').exists()
+
+
+@pytest.mark.parametrize('seeds, on_device, expected', [
+    ((0, 0), True, r"config.seeds=\(0, 0\) repeats a seed; each seed is one run."),
+    ((0, -1), True, r"config.seeds=\(0, -1\) must be integers ≥ 0, e.g. --config.seeds=0,1,2."),
+    ((0, 1), False, r"config.seeds=\(0, 1\) trains the seeds together from a training split held on the "
+                    r"devices; set --config.data.on_device=True"),
+])
+def test_seeds_trained_together_are_checked_before_any_work(seeds, on_device, expected):
+    config = cifar_teacher.get_config('resnet8')
+    config.seeds, config.data.on_device = seeds, on_device
+    with pytest.raises(ConfigError, match=expected):
+        validate_config(config, 1)
 
 
 def test_missing_data_is_one_line_after_the_start_and_writes_nothing(tmp_path):
@@ -243,7 +256,7 @@ def test_a_loss_that_explodes_stops_the_run_before_its_epoch_is_kept():
         def write_scalars(self, step, scalars):
             pass
 
-    progress = Progress(total_steps=10, step=0, global_batch_size=8, writer=Silent(), every=100)
+    progress = Progress(total_steps=10, step=0, global_batch_size=8, writers=[Silent()], every=100)
     for loss in (2.0, 1500.0, 1999.0):  # within 1000× the first
         progress.record({'loss': loss})
     progress.flush()
@@ -251,7 +264,7 @@ def test_a_loss_that_explodes_stops_the_run_before_its_epoch_is_kept():
     with pytest.raises(Diverged, match=r'The loss is 2500 at step 4 \(over 2e\+03, 1000× the first\): the '
                                        'run diverged and stops. The checkpoint of the last finished epoch is kept'):
         progress.flush()
-    progress = Progress(total_steps=10, step=0, global_batch_size=8, writer=Silent(), every=1)
+    progress = Progress(total_steps=10, step=0, global_batch_size=8, writers=[Silent()], every=1)
     progress.record({'loss': 2.0})
     with pytest.raises(Diverged, match=r'The loss is nan at step 2 \(not finite\)'):
         progress.record({'loss': float('nan')})

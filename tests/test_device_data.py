@@ -56,14 +56,14 @@ def mesh():
 
 def drawn_batches(split, mesh, steps_per_epoch, global_batch, steps, seed=0):
     """What the on-device train step sees at steps 0..steps-1, as host arrays."""
-    draw = jax.jit(functools.partial(device_data.draw_batch, mesh=mesh, seed=seed,
-                                     steps_per_epoch=steps_per_epoch, global_batch=global_batch))
+    draw = jax.jit(functools.partial(device_data.draw_batch, mesh=mesh, steps_per_epoch=steps_per_epoch,
+                                     global_batch=global_batch))
     batches, orders = [], {}
     for step in range(steps):
         epoch = step // steps_per_epoch
         if epoch not in orders:
             orders[epoch] = device_data.epoch_order(split, epoch, mesh, seed)
-        batches.append(jax.device_get(draw(split, orders[epoch], np.int32(step))))
+        batches.append(jax.device_get(draw(split, orders[epoch], np.int32(step), np.int32(seed))))
     return batches
 
 

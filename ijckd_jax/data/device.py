@@ -8,7 +8,9 @@ the host path's per-process parts (pipeline.train_batches), one level down. The 
 the host path's: a crop of the image zero-padded by 4, at offsets uniform in 0..8, flipped
 with probability 1/2 (torchvision's RandomCrop(32, padding=4) + RandomHorizontalFlip).
 The epoch's order comes from (seed, epoch, device) and each step's crops from (seed, step,
-device), so a resumed run draws exactly what an uninterrupted one would.
+device), so a resumed run draws exactly what an uninterrupted one would. The seed is an
+argument of the jitted functions, not a constant, so that runs of several seeds draw their
+own batches in one step (vmapped over seeds).
 """
 import functools
 from typing import NamedTuple
@@ -70,25 +72,28 @@ def device_key(seed, stream, count):
     return jax.random.fold_in(key, jax.lax.axis_index('data'))
 
 
-def shard_order(labels, epoch, *, seed):
+def shard_order(labels, epoch, seed):
     """A random permutation of this device's examples for `epoch`."""
     return jax.random.permutation(device_key(seed, ORDER, epoch), len(labels)).astype(jnp.int32)
 
 
-def epoch_order(split: DeviceSplit, epoch, mesh, seed):
-    """The order each device visits its shard in during `epoch`, sharded as the split."""
-    return order_function(mesh, seed)(split.labels, epoch)
+def epoch_order(split: DeviceSplit, epoch, mesh, seeds):
+    """The order each device visits its shard in during `epoch`, sharded as the split: [N]
+    for one seed, [seeds, N] for an array of them (runs of several seeds trained together)."""
+    seeds = np.asarray(seeds, np.int32)
+    return order_function(mesh, seeds.ndim)(split.labels, epoch, seeds)
 
 
 @functools.cache
-def order_function(mesh, seed):
-    """shard_order over every device, jitted once per mesh and seed."""
-    return jax.jit(jax.shard_map(functools.partial(shard_order, seed=seed), mesh=mesh.mesh,
-                                 in_specs=(PartitionSpec('data'), PartitionSpec()),
-                                 out_specs=PartitionSpec('data')))
+def order_function(mesh, seed_dimensions):
+    """shard_order over every device (and over seeds, for an array of them), jitted once."""
+    order = jax.shard_map(shard_order, mesh=mesh.mesh, in_specs=(PartitionSpec('data'), PartitionSpec(),
+                                                                 PartitionSpec()),
+                          out_specs=PartitionSpec('data'))
+    return jax.jit(jax.vmap(order, in_axes=(None, None, 0)) if seed_dimensions else order)
 
 
-def shard_batch(images, labels, order, step, *, seed, steps_per_epoch, batch):
+def shard_batch(images, labels, order, step, seed, *, steps_per_epoch, batch):
     """This device's `batch` examples of global step `step`, cropped and flipped."""
     start = (step % steps_per_epoch) * batch
     indices = jax.lax.dynamic_slice_in_dim(order, start, batch)
@@ -98,13 +103,12 @@ def shard_batch(images, labels, order, step, *, seed, steps_per_epoch, batch):
     return crop_and_flip(images[indices], offsets, flips), labels[indices]
 
 
-def draw_batch(split: DeviceSplit, order, step, mesh, *, seed, steps_per_epoch, global_batch):
+def draw_batch(split: DeviceSplit, order, step, seed, mesh, *, steps_per_epoch, global_batch):
     """The global batch of `step`, sharded over 'data'; call it inside a jitted step."""
     batch = global_batch // mesh.mesh.size
     sharded, replicated = PartitionSpec('data'), PartitionSpec()
     draw = jax.shard_map(
-        lambda images, labels, order, step: shard_batch(
-            images, labels, order, step, seed=seed, steps_per_epoch=steps_per_epoch, batch=batch),
-        mesh=mesh.mesh, in_specs=(sharded, sharded, sharded, replicated),
+        functools.partial(shard_batch, steps_per_epoch=steps_per_epoch, batch=batch),
+        mesh=mesh.mesh, in_specs=(sharded, sharded, sharded, replicated, replicated),
         out_specs=(sharded, sharded))
-    return draw(split.images, split.labels, order, step)
+    return draw(split.images, split.labels, order, step, seed)

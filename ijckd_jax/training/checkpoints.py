@@ -18,12 +18,12 @@ def checkpoint_manager(workdir, keep):
     return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, 'checkpoints')), options=options)
 
 
-def restore_latest(manager, state):
-    """The workdir's latest checkpoint, restored into the structure and shardings of `state`;
-    None when the workdir has none."""
-    if manager.latest_step() is None:
+def restore(manager, state, step):
+    """The workdir's checkpoint of `step`, restored into the structure and shardings of
+    `state`; None for step None (the workdir has no checkpoint)."""
+    if step is None:
         return None
-    restored = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(state))
+    restored = manager.restore(step, args=ocp.args.StandardRestore(state))
     logging.info('Resumed from %s at step %d.', manager.directory, int(restored.step))
     return restored
 

@@ -6,6 +6,7 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ijckd_jax.distillation import build_distiller
 from ijckd_jax.errors import SavedModelError
@@ -18,18 +19,21 @@ DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
 class Experiment(NamedTuple):
-    """Everything one configuration trains with, placed on a mesh."""
+    """Everything one configuration trains with, placed on a mesh: for several seeds
+    (config.seeds), the state and what is drawn from the seed are stacked over them."""
     distiller: Any
     state: TrainState
     teacher_variables: Any
     # (state, teacher_variables, *training_inputs) -> (state, metrics): the inputs are a
-    # sharded batch (images, labels), or the split held on the devices and the epoch's order.
+    # sharded batch (images, labels), or the split held on the devices, the epoch's order
+    # and `seeds`.
     train_step: Callable
     # With the split on the devices, count -> the jitted step that runs `count` steps in one
     # dispatch, with metrics stacked (train_step itself for count 1); else None.
     train_steps: Optional[Callable]
     eval_step: Callable   # (state, teacher_variables, images, labels, mask[, teacher_logits]) -> sums
     teacher_logits_step: Optional[Callable]  # (teacher_variables, images) -> logits
+    seeds: Any  # int32: the seed, or [seeds] for several trained together
 
 
 def load_teacher(config):
@@ -45,32 +49,46 @@ def load_teacher(config):
 
 def create_experiment(config, mesh, steps_per_epoch, teacher_variables, data_on_device=False) -> Experiment:
     """The modules, the initial state (replicated) and the jitted steps of `config`; with
-    `data_on_device`, the train step draws its batch from the split held on the devices."""
+    `data_on_device`, the train step draws its batch from the split held on the devices, and
+    config.seeds, if any, train together: every step runs each seed's (vmapped)."""
     settings = resolve_settings(config.loss.name, {k: v for k, v in config.loss.items() if k != 'name'})
     distiller = build_distiller(config.loss.name, config.student.model, config.teacher.model or None,
                                 config.data.num_classes, config.connector.kind,
                                 config.connector.factor, config.data.image_size, DTYPES[config.dtype])
     optimizer = create_optimizer(config.optimizer, steps_per_epoch)
-    state = jax.jit(functools.partial(create_train_state, distiller, optimizer,
-                                      image_size=config.data.image_size),
-                    out_shardings=mesh.replicated)(jax.random.key(config.seed))
+    seeds = np.asarray(config.seeds or config.seed, np.int32)
+    initial_state = functools.partial(create_train_state, distiller, optimizer, image_size=config.data.image_size)
+    if seeds.ndim:
+        initial_state = jax.vmap(initial_state)
+    keys = jax.random.key(seeds) if not seeds.ndim else jax.vmap(jax.random.key)(seeds)
+    state = jax.jit(initial_state, out_shardings=mesh.replicated)(keys)
     normalization = dict(mean=tuple(config.data.mean), std=tuple(config.data.std))
     step_settings = dict(distiller=distiller, objective_name=config.loss.name, settings=settings,
                          optimizer=optimizer, **normalization)
     train_steps = None
     if data_on_device:
-        step_settings.update(mesh=mesh, seed=config.seed, steps_per_epoch=steps_per_epoch,
-                             global_batch=config.global_batch_size)
-        step = jax.jit(functools.partial(steps.train_step_on_device, **step_settings), donate_argnums=0)
+        one_step = functools.partial(steps.train_step_on_device, mesh=mesh, steps_per_epoch=steps_per_epoch,
+                                     global_batch=config.global_batch_size, **step_settings)
+        one_step = steps.over_seeds(one_step) if seeds.ndim else one_step
+        step = jax.jit(one_step, donate_argnums=0)
         train_steps = functools.cache(lambda count: step if count == 1 else jax.jit(
-            functools.partial(steps.train_steps_on_device, count=count, **step_settings), donate_argnums=0))
+            steps.scan_steps(one_step, count), donate_argnums=0))
     else:
         step = jax.jit(functools.partial(steps.train_step, **step_settings), donate_argnums=0)
-    evaluation = jax.jit(functools.partial(steps.eval_step, distiller=distiller,
-                                           objective_name=config.loss.name, **normalization))
+    evaluation = functools.partial(steps.eval_step, distiller=distiller, objective_name=config.loss.name,
+                                   **normalization)
+    if seeds.ndim:
+        evaluation = over_seeds_evaluation(evaluation)
     teacher_logits = None
     if distiller.teacher is not None:
         teacher_logits = jax.jit(functools.partial(steps.teacher_logits_step, teacher=distiller.teacher,
                                                    **normalization))
-    return Experiment(distiller, state, mesh.replicate(teacher_variables), step, train_steps, evaluation,
-                      teacher_logits)
+    return Experiment(distiller, state, mesh.replicate(teacher_variables), step, train_steps,
+                      jax.jit(evaluation), teacher_logits, seeds)
+
+
+def over_seeds_evaluation(evaluation):
+    """An eval step for a state stacked over seeds; the batch and teacher logits shared."""
+    def evaluated(state, *batch):
+        return jax.vmap(lambda state: evaluation(state, *batch))(state)
+    return evaluated

@@ -37,23 +37,31 @@ def train_step(state, teacher_variables, images, labels, *, distiller, objective
     return TrainState(state.step + 1, params, batch_stats, opt_state), metrics
 
 
-def train_step_on_device(state, teacher_variables, split_images, split_labels, order, *, mesh, seed,
+def train_step_on_device(state, teacher_variables, split_images, split_labels, order, seed, *, mesh,
                          steps_per_epoch, global_batch, **step_settings):
-    """train_step on the batch of the state's step, drawn from the split held on the devices."""
+    """train_step on the batch of the state's step, drawn from the split held on the devices
+    in the epoch's `order` and augmented from `seed`."""
     images, labels = device_data.draw_batch(
-        device_data.DeviceSplit(split_images, split_labels), order, state.step, mesh, seed=seed,
+        device_data.DeviceSplit(split_images, split_labels), order, state.step, seed, mesh,
         steps_per_epoch=steps_per_epoch, global_batch=global_batch)
     return train_step(state, teacher_variables, images, labels, **step_settings)
 
 
-def train_steps_on_device(state, teacher_variables, split_images, split_labels, order, *, count,
-                          **step_settings):
-    """`count` successive train_step_on_device in one lax.scan: one dispatch instead of
-    `count`, the same steps; the metrics come stacked, one row per step."""
-    def one_step(state, _):
-        return train_step_on_device(state, teacher_variables, split_images, split_labels, order,
-                                    **step_settings)
-    return jax.lax.scan(one_step, state, length=count)
+def over_seeds(step):
+    """A step on the split held on the devices, for a state, an order and a seed stacked over
+    seeds (the teacher and the split shared): runs of several seeds in one dispatch."""
+    def stepped(state, teacher_variables, split_images, split_labels, order, seed):
+        return jax.vmap(lambda state, order, seed: step(state, teacher_variables, split_images, split_labels,
+                                                          order, seed))(state, order, seed)
+    return stepped
+
+
+def scan_steps(step, count):
+    """`count` successive `step`s in one lax.scan: one dispatch instead of `count`, the same
+    steps; the metrics come stacked, one row per step."""
+    def stepped(state, *inputs):
+        return jax.lax.scan(lambda state, _: step(state, *inputs), state, length=count)
+    return stepped
 
 
 def count_correct(logits, labels, mask):

@@ -1,10 +1,16 @@
 """The offline demo, training on an image folder, and evaluation batches the devices do not divide."""
 import functools
 import json
+import os
+
+import numpy as np
 
 from configs import demo
 from conftest import CPU_DEVICES
+from ijckd_jax.cli import predict as predict_command
 from ijckd_jax.config import validate_config
+from ijckd_jax.data.folders import class_names
+from ijckd_jax.deploy.artifact import export_run
 from ijckd_jax.data.pipeline import Pipeline
 from ijckd_jax.demo import run_demo
 from ijckd_jax.training.experiment import create_experiment
@@ -20,7 +26,8 @@ def test_demo_trains_the_teacher_then_each_student_and_prints_the_table(tmp_path
     run_demo(config, str(tmp_path))
     printed = capsys.readouterr().out
     assert (tmp_path / 'demo.md').read_text().strip() in printed
-    rows = [line for line in printed.splitlines() if line.startswith('| teacher') or line.startswith('| student')]
+    rows = [line for line in printed.splitlines()
+            if line.startswith(('| teacher', '| student')) and ' M | ' not in line]
     assert [row.split('|')[1:3] for row in rows] == [[' teacher resnet14 ', ' ce '], [' student resnet8 ', ' ce '],
                                                      [' student resnet8 ', ' kd '], [' student resnet8 ', ' ijckd ']]
     for row, run in zip(rows, ['teacher', 'student_ce', 'student_kd', 'student_ijckd']):
@@ -28,16 +35,34 @@ def test_demo_trains_the_teacher_then_each_student_and_prints_the_table(tmp_path
         assert f"{summary['last_top1']:.2f} |" in row and f"{summary['best_top1']:.2f} (1)" in row
     student = json.loads((tmp_path / 'student_ijckd' / 'summary.json').read_text())
     assert student['teacher'] == 'resnet14' and student['objective'] == 'ijckd'
+    # The IJCKD student shipped beside its teacher: the shipped file's test top-1 is the run's.
+    shipped = [line.split(' | ') for line in printed.splitlines() if ' M | ' in line]
+    assert [row[0] for row in shipped] == ['| teacher resnet14', '| IJCKD student resnet8']
+    for row in shipped:
+        assert row[4] == row[5].removesuffix(' |')
+    assert json.loads((tmp_path / 'shipped' / 'student_ijckd' / 'model.json').read_text())['architecture'] == {
+        'student': 'resnet8', 'connector': '1x1', 'classifier': "the frozen teacher resnet14's classifier"}
 
 
-def test_training_on_an_image_folder_end_to_end(tmp_path):
-    config = folder_config(write_folder(tmp_path / 'images'))
+def test_training_on_an_image_folder_end_to_end_and_its_shipped_model_names_the_classes(tmp_path, capsys):
+    root = write_folder(tmp_path / 'images')
+    config = folder_config(root)
     config.student.model = 'resnet8'
     config.update(dict(num_epochs=1, log_every_steps=1))
     summary = train_and_evaluate(config, str(tmp_path / 'run'))
     assert summary['dataset'] == str(tmp_path / 'images') and summary['epochs'] == 1
     history = json.loads((tmp_path / 'run' / 'history.json').read_text())
     assert history[0]['step'] == 3  # 12 readable training images, batches of 4
+    description = export_run(str(tmp_path / 'run'), str(tmp_path / 'shipped'))
+    assert description['class_names'] == class_names(root, 'train')
+    capsys.readouterr()
+    assert predict_command.main([str(tmp_path / 'shipped'), str(tmp_path / 'images' / 'test')]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    # predict reads each image as the run's evaluation did: its top-1 is the run's last top-1.
+    predicted = {path: ranking.split()[0] for path, ranking in (line.split(': ', 1) for line in lines)}
+    assert len(predicted) == 12 and set(predicted.values()) <= set(description['class_names'])
+    hits = [os.path.basename(os.path.dirname(path)) == name for path, name in predicted.items()]
+    assert 100 * np.mean(hits) == summary['last_top1']
 
 
 def test_an_evaluation_batch_the_devices_do_not_divide_is_padded_and_counts_every_image(tmp_path):

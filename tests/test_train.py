@@ -20,6 +20,7 @@ from configs.common import cifar_distillation_config
 from conftest import CPU_DEVICES, EXAMPLES, REPOSITORY
 from ijckd_jax.data import device as device_data
 from ijckd_jax.data.pipeline import Pipeline
+from ijckd_jax.deploy.artifact import export_run
 from ijckd_jax.errors import ConfigError
 from ijckd_jax.frozen_model import load_frozen_model
 from ijckd_jax.objectives import OBJECTIVES
@@ -61,6 +62,15 @@ def test_each_objective_trains_end_to_end(objective, teacher, tmp_path):
     config.teacher.checkpoint = str(teacher[0] / 'export')
     with tfds.testing.mock_data(num_examples=EXAMPLES):
         summary = train_and_evaluate(config, str(tmp_path))
+        # The shipped model in both formats: its logits within 1e-4 of the training evaluation's
+        # (export_run checks it and writes nothing otherwise), the teacher's backbone not in it.
+        description = export_run(str(tmp_path), str(tmp_path / 'shipped'), formats=('jax', 'onnx'))
+    assert max(description['parity']['max_abs_logit_difference'].values()) <= 1e-4
+    assert description['parity']['images'] == EXAMPLES
+    assert set(description['parameters']) == {'student', 'total'} | {
+        'ijckd_joint': {'connector', 'joint_classifier'}, 'ijckd': {'connector', 'teacher_classifier'},
+        'simkd': {'connector', 'teacher_classifier'},
+        'ce_teacher_classifier': {'connector', 'teacher_classifier'}}.get(objective, set())
     teacher_summary = json.loads((teacher[0] / 'summary.json').read_text())
     assert summary['teacher_top1'] == pytest.approx(teacher_summary['last_top1'])
     assert summary['objective'] == objective and summary['epochs'] == 2

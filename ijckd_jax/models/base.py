@@ -25,10 +25,13 @@ class ImageClassifier(nn.Module):
                                    kernel_init=torch_linear_init, name=self.classifier_name)
 
     @nn.compact
-    def __call__(self, images, train: bool = False) -> ModelOutput:
+    def __call__(self, images, train: bool = False, classify: bool = True) -> ModelOutput:
+        """The logits, feature map and pooled features; without `classify`, no logits (None),
+        and the classifier's variables are not needed (a deployed model that predicts with
+        another classifier)."""
         features = self.backbone(images, train)
         pooled = global_average_pool(features)
-        return ModelOutput(self.linear(pooled), features, pooled)
+        return ModelOutput(self.linear(pooled) if classify else None, features, pooled)
 
     def classify(self, features):
         """g(features): global average pool, then the linear layer; float32 logits."""

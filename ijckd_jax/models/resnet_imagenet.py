@@ -7,6 +7,7 @@ pools layer4's output (after its ReLU).
 from functools import partial
 from typing import Any
 
+import jax.numpy as jnp
 import flax.linen as nn
 
 from ijckd_jax.models.base import ImageClassifier
@@ -22,7 +23,10 @@ class ImageNetResNet(ImageClassifier):
     def backbone(self, images, train):
         x = conv(64, 7, 2, 3, dtype=self.dtype, name='conv1')(images)
         x = nn.relu(BatchNorm(dtype=self.dtype, name='bn1')(x, train))
-        x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        # MaxPool2d(3, 2, 1): padded with -inf first, then a plain window (which jax2onnx also
+        # exports exactly; it misreads an explicit padding).
+        x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
+        x = nn.max_pool(x, window_shape=(3, 3), strides=(2, 2))
         for stage, (blocks, planes) in enumerate(zip(self.stage_sizes, (64, 128, 256, 512)), start=1):
             for index in range(blocks):
                 stride = 2 if stage > 1 and index == 0 else 1

@@ -35,8 +35,11 @@ class Bottleneck(nn.Module):
         out = conv(self.features, 1, groups=self.groups, dtype=self.dtype, name='conv3')(out)
         out = norm(name='bn3')(out, train)
         if self.stride == 2:
-            # AvgPool2d(3, 2, 1) counts the zero padding, as PyTorch does by default.
-            shortcut = nn.avg_pool(x, (3, 3), (2, 2), ((1, 1), (1, 1)), count_include_pad=True)
+            # AvgPool2d(3, 2, 1) counts the zero padding, as PyTorch does by default: the zeros
+            # padded first, then a plain window (which jax2onnx also exports exactly; it misreads
+            # an explicit padding).
+            padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+            shortcut = nn.avg_pool(padded, window_shape=(3, 3), strides=(2, 2))
             return nn.relu(jnp.concatenate([out, shortcut], axis=-1))
         return nn.relu(out + x)
 

@@ -38,7 +38,7 @@ class VGG(ImageClassifier):
                 x = nn.relu(BatchNorm(dtype=self.dtype,
                                       name=f'block{block}.{3 * index + 1}')(x, train))
             if block < 3 or (block == 3 and images.shape[1] == 64):
-                x = nn.max_pool(x, (2, 2), strides=(2, 2))
+                x = nn.max_pool(x, window_shape=(2, 2), strides=(2, 2))
         return x
 
 

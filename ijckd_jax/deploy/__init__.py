@@ -1,0 +1,3 @@
+"""Shipping a trained student: the model its objective predicts with (deploy.inference),
+BatchNorm folded (deploy.fold), exported and checked against training (deploy.artifact),
+and what it costs (deploy.cost)."""

@@ -12,15 +12,13 @@ random: the cost does not depend on their values. Benchmarks are not tests: noth
 a time.
 """
 import argparse
-import statistics
-import time
 
 import jax
 import numpy as np
 import onnxruntime
 
 from ijckd_jax.deploy.artifact import export_function, export_onnx
-from ijckd_jax.deploy.cost import count_macs, count_parameters, latency
+from ijckd_jax.deploy.cost import count_macs, count_parameters, latency, median_seconds
 from ijckd_jax.deploy.inference import deployed_model, deployed_variables, fold, predict
 from ijckd_jax.distillation import build_distiller, init_trainable
 
@@ -56,16 +54,10 @@ def shipped(objective, student, teacher, classes, image_size):
 
 
 def onnx_latency(serialized, image_size, batch, repeats):
-    """Median seconds of one onnxruntime call on a uint8 batch, after a warm-up call."""
+    """Median seconds of one onnxruntime call on a uint8 batch."""
     session = onnxruntime.InferenceSession(serialized, providers=['CPUExecutionProvider'])
     feed = {session.get_inputs()[0].name: np.zeros((batch, image_size, image_size, 3), np.uint8)}
-    session.run(None, feed)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        session.run(None, feed)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_seconds(lambda: session.run(None, feed), repeats)
 
 
 def measure(pair, image_size, classes, repeats):

@@ -1,6 +1,5 @@
 """The offline demo (configs/demo.py): a teacher, then one student trained several ways, and
 the IJCKD student shipped beside its teacher."""
-import json
 import os
 import shutil
 
@@ -9,7 +8,8 @@ import numpy as np
 from absl import logging
 
 from ijckd_jax.data.pipeline import load_split
-from ijckd_jax.deploy.artifact import ARTIFACT, call_artifact, export_run
+from ijckd_jax.deploy import ARTIFACT
+from ijckd_jax.deploy.artifact import call_artifact, export_run
 from ijckd_jax.deploy.cost import latency
 from ijckd_jax.objectives import resolve_settings
 from ijckd_jax.training.loop import train_and_evaluate
@@ -41,15 +41,18 @@ def run_demo(config, workdir):
                                          os.path.join(workdir, 'teacher'))
     rows = [(f'teacher {config.demo.teacher}', 'ce', teacher_summary)]
     teacher_directory = os.path.join(workdir, 'teacher', 'export')
+    summaries = {}
     for index, method in enumerate(config.demo.methods, start=2):
         logging.info('Demo %d/%d: the student %s with %s.', index, runs, config.demo.student, method)
         summary = train_and_evaluate(method_config(config, method, teacher_directory),
                                      os.path.join(workdir, f'student_{method}'))
         rows.append((f'student {config.demo.student}', method, summary))
+        summaries[method] = summary
     table = format_table(rows, config)
     if 'ijckd' in config.demo.methods:
-        table += '\n\n' + ship(config, workdir, [('teacher', f'teacher {config.demo.teacher}'),
-                                                   ('student_ijckd', f'IJCKD student {config.demo.student}')])
+        table += '\n\n' + ship(config, workdir, [
+            ('teacher', f'teacher {config.demo.teacher}', teacher_summary),
+            ('student_ijckd', f'IJCKD student {config.demo.student}', summaries['ijckd'])])
     with open(os.path.join(workdir, 'demo.md'), 'w') as file:
         file.write(table + '\n')
     print(table)
@@ -57,14 +60,14 @@ def run_demo(config, workdir):
 
 
 def ship(config, workdir, runs):
-    """Exports each of `runs` ((run folder, name)) as tools/export_student.py does, into
-    workdir/shipped/, and tabulates what each costs and its shipped file's test top-1."""
+    """Exports each of `runs` ((run folder, name, summary)) as tools/export_student.py does,
+    into workdir/shipped/, and tabulates what each costs and its shipped file's test top-1."""
     split = load_split(config.data, config.data.eval_split, 0, 1)
     size = config.data.image_size
     lines = ['Shipped (BatchNorm folded, jax.export; latency at batch 1 on this machine):', '',
              '| model | parameters | MACs / image | latency | test top-1 of the shipped file | last top-1 of the run |',
              '| --- | --- | --- | --- | --- | --- |']
-    for run, name in runs:
+    for run, name, summary in runs:
         out = os.path.join(workdir, 'shipped', run)
         shutil.rmtree(out, ignore_errors=True)  # the demo's own export of an earlier, shorter run
         logging.info('Shipping %s to %s.', name, out)
@@ -72,11 +75,9 @@ def ship(config, workdir, runs):
         with open(os.path.join(out, ARTIFACT), 'rb') as file:
             serialized = file.read()
         top1 = 100 * np.mean(call_artifact(serialized, split.images).argmax(axis=1) == split.labels)
-        with open(os.path.join(workdir, run, 'summary.json')) as file:
-            last = json.load(file)['last_top1']
         lines.append(f"| {name} | {description['parameters']['total']:,} | "
                      f"{description['macs_per_image'] / 1e6:.1f} M | {latency(serialized, size, 1) * 1000:.2f} ms | "
-                     f'{top1:.2f} | {last:.2f} |')
+                     f"{top1:.2f} | {summary['last_top1']:.2f} |")
     return '\n'.join(lines)
 
 

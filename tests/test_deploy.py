@@ -19,7 +19,8 @@ from conftest import EXAMPLES
 from ijckd_jax.cli import export as export_command
 from ijckd_jax.cli import predict as predict_command
 from ijckd_jax.data.pipeline import load_split
-from ijckd_jax.deploy.artifact import ARTIFACT, DESCRIPTION, call_artifact, call_onnx, export_onnx
+from ijckd_jax.deploy import ARTIFACT, DESCRIPTION, ONNX
+from ijckd_jax.deploy.artifact import call_artifact, call_onnx, export_onnx
 from ijckd_jax.deploy.fold import fold_batch_norm, folded, trace_pairs
 from ijckd_jax.deploy.trained import run_config
 from ijckd_jax.models import MODELS, create_model
@@ -125,7 +126,7 @@ def test_the_export_predicts_as_the_run_evaluated(teacher, shipped_teacher, caps
     with tfds.testing.mock_data(num_examples=EXAMPLES):
         split = load_split(config.data, 'test', 0, 1)
     for logits in (call_artifact((shipped_teacher / ARTIFACT).read_bytes(), split.images),
-                   call_onnx((shipped_teacher / 'model.onnx').read_bytes(), split.images)):
+                   call_onnx((shipped_teacher / ONNX).read_bytes(), split.images)):
         assert 100 * np.mean(logits.argmax(1) == split.labels) == summary['last_top1']
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from ijckd_jax.data.folders import to_rgb
+from ijckd_jax.deploy import ARTIFACT, DESCRIPTION
 
 EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp')
 LARGEST_WHOLE_IMAGE = 64  # pixels: up to this input size an image is resized whole
@@ -75,9 +76,9 @@ def load_artifact(path):
     import jax
 
     directory = path if os.path.isdir(path) else os.path.dirname(path)
-    model_path, description_path = os.path.join(directory, 'model.jax'), os.path.join(directory, 'model.json')
+    model_path, description_path = os.path.join(directory, ARTIFACT), os.path.join(directory, DESCRIPTION)
     if not (os.path.isfile(model_path) and os.path.isfile(description_path)):
-        raise FileNotFoundError(f'{path} is not an export: it needs model.jax and model.json (written by '
+        raise FileNotFoundError(f'{path} is not an export: it needs {ARTIFACT} and {DESCRIPTION} (written by '
                                 'tools/export_student.py).')
     with open(model_path, 'rb') as file:
         exported = jax.export.deserialize(bytearray(file.read()))

@@ -27,6 +27,7 @@ from ijckd_jax import files
 from ijckd_jax.data import stream
 from ijckd_jax.data.folders import class_names as folder_classes, is_image_folder
 from ijckd_jax.data.pipeline import in_memory, load_split
+from ijckd_jax.deploy import ARTIFACT, DESCRIPTION, ONNX
 from ijckd_jax.deploy.cost import count_macs, count_parameters
 from ijckd_jax.deploy.inference import deployed_model, deployed_variables, fold, predict
 from ijckd_jax.deploy.trained import load_trained_run
@@ -34,13 +35,10 @@ from ijckd_jax.distillation import evaluation_logits, forward
 from ijckd_jax.errors import RunError
 from ijckd_jax.training.steps import normalize
 
-ARTIFACT = 'model.jax'
-ONNX = 'model.onnx'
 FORMATS = {'jax': ARTIFACT, 'onnx': ONNX}
 ONNX_INSTALL = ('pip install -r requirements-onnx.txt && pip install --no-deps jax2onnx==0.17.1 (its '
                 "declared dependencies pin an older orbax-checkpoint than this project's; export needs none "
                 'of them)')
-DESCRIPTION = 'model.json'
 TOLERANCE = 1e-4  # largest |Δ logit| allowed between the artifact and the training evaluation
 CHECK_IMAGES = 64
 # Lowered for both, so that the file runs on a CPU or an NVIDIA GPU.

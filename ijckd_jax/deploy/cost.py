@@ -40,15 +40,19 @@ def count_macs(deployed, folded, image_size):
     return int(sum(macs))
 
 
-def latency(serialized, image_size, batch, repeats=20):
-    """Median seconds of one call of a serialized artifact on a uint8 batch, after a warm-up
-    call (which compiles it)."""
-    exported = jax.export.deserialize(bytearray(serialized))
-    images = np.zeros((batch, image_size, image_size, 3), np.uint8)
-    jax.block_until_ready(exported.call(images))
+def median_seconds(call, repeats):
+    """Median seconds of `call()` over `repeats` calls, after a warm-up call (which compiles)."""
+    call()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        jax.block_until_ready(exported.call(images))
+        call()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def latency(serialized, image_size, batch, repeats=20):
+    """Median seconds of one call of a serialized artifact on a uint8 batch."""
+    exported = jax.export.deserialize(bytearray(serialized))
+    images = np.zeros((batch, image_size, image_size, 3), np.uint8)
+    return median_seconds(lambda: jax.block_until_ready(exported.call(images)), repeats)

@@ -18,21 +18,25 @@ def distributed_config(teacher_directory):
     return config
 
 
-def run_steps(config, mesh, batches, teacher_variables):
-    """The parameters after one train step per (images, labels) batch, and each step's loss."""
+def run_steps(config, mesh, batches, teacher_variables, draw=None):
+    """{'params': the parameters after one train step per (images, labels) batch, 'loss': each
+    step's loss}; with `draw`, from initial parameters one ulp away (rounding.one_ulp_away)."""
     import jax
     import numpy as np
     from ijckd_jax.training.experiment import create_experiment
+    from rounding import one_ulp_away
 
     experiment = create_experiment(config, mesh, 100, teacher_variables)
     state, losses = experiment.state, []
+    if draw is not None:
+        state = state.replace(params=one_ulp_away(state.params, draw))
     for images, labels in batches:
         state, metrics = experiment.train_step(state, experiment.teacher_variables,
                                                *mesh.shard(images, labels))
         losses.append(metrics['loss'])
     # Replicated arrays: this process's first copy is the whole value.
     local = lambda array: np.asarray(array.addressable_data(0))  # noqa: E731
-    return jax.tree.map(local, state.params), [float(local(loss)) for loss in losses]
+    return {'params': jax.tree.map(local, state.params), 'loss': np.array([float(local(loss)) for loss in losses])}
 
 
 def main(process_id, port, teacher_directory, output):
@@ -53,9 +57,9 @@ def main(process_id, port, teacher_directory, output):
     with tfds.testing.mock_data(num_examples=32):
         pipeline = Pipeline(config, jax.process_index(), jax.process_count())
         batches = list(pipeline.train_epoch(0))[:STEPS]
-    params, losses = run_steps(config, Mesh(), batches, load_teacher(config))
+    result = run_steps(config, Mesh(), batches, load_teacher(config))
     if jax.process_index() == 0:
-        np.savez(output, losses=np.asarray(losses), **traverse_util.flatten_dict(params, sep='/'))
+        np.savez(output, **traverse_util.flatten_dict(result, sep='/'))
     jax.distributed.shutdown()
 
 

@@ -19,6 +19,9 @@ VARIANTS = ('',)
 
 
 def get_config(arg=None):
+    if arg:
+        raise ValueError(f"the demo has no variants, got '{arg}'; change a field with --config.FIELD=VALUE, "
+                         'e.g. --config.demo.teacher=resnet14.')
     config = base_config(DIGITS)
     config.program = 'demo'
     config.demo = ml_collections.ConfigDict(dict(teacher='resnet20', student='resnet8',

@@ -16,6 +16,7 @@ from flax import traverse_util
 from ijckd_jax import files
 from ijckd_jax.errors import SavedModelError
 from ijckd_jax.models import abstract_variables, check_model_name
+from ijckd_jax.restoring import restoring
 
 METADATA = 'model.json'
 VARIABLES = 'variables'
@@ -90,7 +91,7 @@ def load_frozen_model(directory) -> FrozenModel:
         raise SavedModelError(f'{directory} has {METADATA} but no {VARIABLES}/ directory: the saved '
                               'model is incomplete; convert or export it again.')
     expected = abstract_variables(model_name, num_classes)
-    with ocp.StandardCheckpointer(multiprocessing_options=this_process_alone()) as checkpointer:
+    with restoring(), ocp.StandardCheckpointer(multiprocessing_options=this_process_alone()) as checkpointer:
         try:
             stored = checkpointer.metadata(variables_path).item_metadata
         except (OSError, ValueError, KeyError) as error:

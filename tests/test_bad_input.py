@@ -2,6 +2,7 @@
 nothing written; a workdir belongs to one run; data is what it says; divergence stops a run."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -67,6 +68,44 @@ def test_a_bad_value_is_one_line_before_any_work(setting, expected, tmp_path):
     assert not (tmp_path / 'run').exists()
 
 
+@pytest.mark.parametrize('config_argument, setting, expected', [
+    ('configs/nope.py', '--config.seed=0', "error: --config {repository}/configs/nope.py: no such file. This "
+                                           "project's config files are configs/{{cifar_ijckd.py,"),
+    ('configs/cifar_ijkd.py', '--config.seed=0', 'error: --config {repository}/configs/cifar_ijkd.py: no such '
+                                                 'file. Did you mean {repository}/configs/cifar_ijckd.py?'),
+    ('{tmp_path}/broken.py', '--config.seed=0', "error: --config {tmp_path}/broken.py does not import: "
+                                                "ModuleNotFoundError: No module named 'no_such_module' "
+                                                '({tmp_path}/broken.py, line 2).'),
+    ('configs/cifar_ijckd.py:resnet32x4', '--config.seed=0', "error: --config {repository}/configs/cifar_ijckd.py:"
+                                                             "resnet32x4: A variant starts with 'teacher-student'"),
+    ('configs/demo.py:fast', '--config.seed=0', "error: --config {repository}/configs/demo.py:fast: the demo has "
+                                                "no variants, got 'fast'; change a field with --config.FIELD=VALUE"),
+    ('configs/cifar_teacher.py:resnet8x5', '--config.seed=0', "error: --config {repository}/configs/cifar_teacher.py:"
+                                                              "resnet8x5: Unknown model 'resnet8x5'. Did you mean "
+                                                              "'resnet8x4'?"),
+    ('configs/cifar_ijckd.py:resnet32x4-resnet8x4,alpah_ce=1', '--config.seed=0',
+     "error: --config {repository}/configs/cifar_ijckd.py:resnet32x4-resnet8x4,alpah_ce=1: Objective 'ijckd' has "
+     "no setting ['alpah_ce']"),
+    ('configs/cifar_ijckd.py', '--config.data.mean=(1,2', 'error: flag --config.data.mean=(1,2: Error while '
+                                                          'parsing string: (1,2 as tuple.'),
+    ('configs/cifar_ijckd.py', '--config.nope=1', "error: --config.nope: config has no field 'nope'; its fields: "
+                                                  'checkpoints_to_keep, compilation_cache, connector,'),
+])
+def test_everything_the_config_flag_can_get_wrong_is_one_line(config_argument, setting, expected, tmp_path):
+    """A config file missing or not importing, a variant, model or setting it does not know,
+    an override that does not parse or names no field: the process prints one line, nothing
+    written."""
+    (tmp_path / 'broken.py').write_text('"""A config file with a bad import."""\nimport no_such_module\n')
+    names = dict(repository=REPOSITORY, tmp_path=tmp_path)
+    argument = os.path.join(REPOSITORY, config_argument) if config_argument.startswith('configs') else \
+        config_argument.format(**names)
+    result = main(['--config', argument, '--workdir', str(tmp_path / 'run'), setting], tmp_path)
+    assert result.returncode == 1, result.stderr[-3000:]
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(expected.format(**names))
+    assert not (tmp_path / 'run').exists()
+
+
 @pytest.mark.parametrize('seeds, on_device, expected', [
     ((0, 0), True, r"config.seeds=\(0, 0\) repeats a seed; each seed is one run."),
     ((0, -1), True, r"config.seeds=\(0, -1\) must be integers ≥ 0, e.g. --config.seeds=0,1,2."),
@@ -115,6 +154,55 @@ def test_a_teacher_of_another_model_or_damaged_is_one_line_and_writes_nothing(te
         f'error: {damaged}/variables cannot be read (orbax finds no metadata); the saved model is '
         'damaged: convert or export it again.')
     assert not (tmp_path / 'run').exists()
+
+
+def damage_data_files(directory):
+    """Overwrites the array data of the orbax checkpoints below `directory` (OCDBT's d/ files),
+    their metadata and manifests intact: a restore starts its reads, and some of them fail."""
+    damaged = [path for path in directory.rglob('*') if path.is_file() and path.parent.name == 'd']
+    for path in damaged:
+        path.write_bytes(b'damaged')
+    assert damaged
+
+
+def error_after_log(result):
+    """The error line that ends a failed program's stderr, where every line before it is one of
+    the run's log lines (absl's 'I1202 ...', 'W1202 ...'): no traceback anywhere."""
+    *log, line = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and all(re.match(r'[IWE]\d{4} ', entry) for entry in log), result.stderr[-3000:]
+    return line
+
+
+def test_a_damaged_checkpoint_or_saved_model_is_one_line_with_nothing_after_it(tmp_path):
+    """Reads that fail part way: the error line is the whole of the process's stderr, with no
+    traceback from the reads still in flight (ijckd_jax/restoring.py), in every program that
+    restores one: the export, a resumed run, a run with a damaged teacher."""
+    root = write_folder(tmp_path / 'images')
+    config = folder_config(root)
+    config.update(dict(num_epochs=1, log_every_steps=1))
+    config.student.model = 'resnet8'
+    run = tmp_path / 'run'
+    train_and_evaluate(config, str(run))  # 12 images, batches of 4: checkpoint 3
+    damage_data_files(run)
+    folder = ['--workdir', str(run), f'--config.data.dataset={root}', '--config.data.num_classes=3',
+              '--config.data.image_size=8', '--config.global_batch_size=4', '--config.eval_batch_size=4',
+              '--config.compilation_cache=']
+
+    result = subprocess.run([sys.executable, os.path.join(REPOSITORY, 'tools', 'export_student.py'), str(run),
+                             '--out', str(tmp_path / 'shipped')], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+    assert error_after_log(result).startswith(f'error: The checkpoint {run}/checkpoints/3 cannot be read (')
+    result = main(['--config', TEACHER_CONFIG, *folder, '--config.num_epochs=2'], tmp_path, devices=4)
+    line = error_after_log(result)
+    assert line.startswith(f'error: The checkpoint {run}/checkpoints/3 cannot be read (')
+    assert line.endswith('; remove it to resume from the one before, or train in a new --workdir.')
+    folder[1] = str(tmp_path / 'student')
+    result = main(['--config', os.path.join(REPOSITORY, 'configs', 'cifar_kd.py:resnet8-resnet8'), *folder,
+                   f'--config.teacher.checkpoint={run}/export'], tmp_path, devices=4)
+    line = error_after_log(result)
+    assert line.startswith(f'error: {run}/export/variables cannot be read (')
+    assert line.endswith('); the saved model is damaged: convert or export it again.')
+    assert not (tmp_path / 'shipped').exists() and not (tmp_path / 'student').exists()
 
 
 def test_ctrl_c_stops_after_the_last_checkpoint_with_one_line(tmp_path):

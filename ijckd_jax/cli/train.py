@@ -6,13 +6,12 @@
 This module parses the flags and dispatches on config.program; the logic lives in
 ijckd_jax.training and ijckd_jax.demo.
 """
-import importlib.util
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from ijckd_jax.config import describe_unknown_fields
+from ijckd_jax.config import describe_unknown_fields, load_config_file
 from ijckd_jax.demo import run_demo
 from ijckd_jax.errors import ConfigError, RunError
 from ijckd_jax.runtime import enable_compilation_cache
@@ -28,29 +27,33 @@ PROGRAMS = {'train': train_and_evaluate, 'demo': run_demo}
 
 
 def parse_flags(argv):
-    """absl's flag parsing, each error one line: an unknown --config.FIELD named with the
-    valid fields, a value of the wrong type with the field's."""
+    """absl's flag parsing, each error one line before any work. The config file is loaded
+    first on its own, so that a file that is missing or does not import, or a variant with an
+    unknown model or setting, is named without ml_collections' traceback; then an unknown
+    --config.FIELD is named with the valid fields, and a value of the wrong type with the field's."""
+    argument = config_argument(argv)
+    try:
+        config = load_config_file(argument) if argument else None
+    except ConfigError as error:
+        sys.exit(f'error: {error}')
     try:
         return FLAGS(argv)
     except (AttributeError, KeyError) as error:
-        overrides = [argument[len('--config.'):].split('=')[0] for argument in argv
-                     if argument.startswith('--config.')]
-        message = describe_unknown_fields(load_config_argument(argv), overrides) or str(error)
+        overrides = [flag[len('--config.'):].split('=')[0] for flag in argv if flag.startswith('--config.')]
+        message = (describe_unknown_fields(config, overrides) if config is not None else '') or str(error)
         sys.exit(f'error: {message}')
     except flags.Error as error:
         sys.exit(f'error: {error}')
 
 
-def load_config_argument(argv):
-    """The config that --config names (file[:variant]), without the overrides."""
-    position = next(index for index, argument in enumerate(argv)
-                    if argument == '--config' or argument.startswith('--config='))
-    argument = argv[position].partition('=')[2] or argv[position + 1]
-    path, _, variant = argument.partition(':')
-    specification = importlib.util.spec_from_file_location('config_file', path)
-    module = importlib.util.module_from_spec(specification)
-    specification.loader.exec_module(module)
-    return module.get_config(variant) if variant else module.get_config()
+def config_argument(argv):
+    """What --config names (FILE[:VARIANT]); '' where it is not given."""
+    for index, argument in enumerate(argv):
+        if argument.startswith('--config='):
+            return argument.partition('=')[2]
+        if argument == '--config' and index + 1 < len(argv):
+            return argv[index + 1]
+    return ''
 
 
 def main(argv):

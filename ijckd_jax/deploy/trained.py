@@ -14,6 +14,7 @@ from ijckd_jax.distillation import build_distiller
 from ijckd_jax.errors import RunError, WorkdirError
 from ijckd_jax.frozen_model import load_frozen_model
 from ijckd_jax.objectives import get_objective
+from ijckd_jax.restoring import restoring
 from ijckd_jax.training.state import create_optimizer, create_train_state, merge_variables
 from ijckd_jax.training.workdir import RUN, checkpointed_steps
 
@@ -63,7 +64,7 @@ def load_trained_run(workdir, step=None, data_dir='') -> TrainedRun:
     target = jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), abstract)
     directory = os.path.abspath(os.path.join(workdir, 'checkpoints', str(step)))
     try:
-        with ocp.CheckpointManager(os.path.dirname(directory)) as manager:
+        with restoring(), ocp.CheckpointManager(os.path.dirname(directory)) as manager:
             state = manager.restore(step, args=ocp.args.StandardRestore(target))
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise RunError(f'The checkpoint {directory} cannot be read ({type(error).__name__}: '

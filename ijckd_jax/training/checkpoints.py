@@ -5,6 +5,9 @@ import os
 import orbax.checkpoint as ocp
 from absl import logging
 
+from ijckd_jax.errors import WorkdirError
+from ijckd_jax.restoring import restoring
+
 
 def checkpoint_manager(workdir, keep):
     """Keeps the last `keep` checkpoints and the best one by top-1."""
@@ -23,7 +26,14 @@ def restore(manager, state, step):
     `state`; None for step None (the workdir has no checkpoint)."""
     if step is None:
         return None
-    restored = manager.restore(step, args=ocp.args.StandardRestore(state))
+    try:
+        with restoring():
+            restored = manager.restore(step, args=ocp.args.StandardRestore(state))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        directory = os.path.join(manager.directory, str(step))
+        raise WorkdirError(f'The checkpoint {directory} cannot be read ({type(error).__name__}: '
+                           f'{str(error)[:200]}); remove it to resume from the one before, or train '
+                           'in a new --workdir.') from None
     logging.info('Resumed from %s at step %d.', manager.directory, int(restored.step))
     return restored
 

@@ -4,6 +4,7 @@
 always runs in eval mode behind stop_gradient, so no gradient ever reaches its variables,
 its classifier included (paper §3: the frozen teacher classifier is the ideal joint classifier).
 """
+import functools
 from typing import NamedTuple, Optional
 
 import jax
@@ -24,8 +25,10 @@ class Distiller(NamedTuple):
     joint_classifier: Optional[nn.Dense] = None
 
 
+@functools.cache
 def feature_shape(model: ImageClassifier, image_size: int):
-    """[height, width, channels] of the map the model's classifier pools."""
+    """[height, width, channels] of the map the model's classifier pools (traced once per
+    model and size: the connector and every initialisation ask for it)."""
     images = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
     output, _ = jax.eval_shape(model.init_with_output, jax.random.key(0), images)
     return output.features.shape[1:]
@@ -65,9 +68,7 @@ def init_trainable(distiller: Distiller, key, images):
     if distiller.connector is None:
         return variables
     student_features = distiller.student.apply(variables['student'], images).features
-    teacher_features = jax.eval_shape(distiller.teacher.init_with_output, jax.random.key(0),
-                                      images)[0].features
-    size = common_size(student_features, teacher_features)
+    size = min(student_features.shape[1], feature_shape(distiller.teacher, images.shape[1])[0])
     variables['connector'] = distiller.connector.init(
         connector_key, average_pool_to(student_features, size), train=False)
     if distiller.joint_classifier is not None:

@@ -1,14 +1,20 @@
-"""Test-wide settings and the shared teacher.
+"""Test-wide settings, the compilation cache of the test run, and the shared teacher.
 
 Four CPU devices, so that every jitted step runs sharded as on a GPU host, and fast
-compiles, since the compiled code's speed does not matter here.
+compiles, since the compiled code's speed does not matter here: in this process and in every
+program a test starts. What the run compiles is kept in one persistent compilation cache that
+its pytest-xdist workers and subprocesses share, so that a program is compiled once per run.
 """
+import contextlib
+import fcntl
+import json
 import os
 import subprocess
 import sys
 
 import jax
 import pytest
+import tensorflow_datasets as tfds
 
 jax.config.update('jax_num_cpu_devices', 4)
 jax.config.update('jax_disable_most_optimizations', True)
@@ -22,6 +28,24 @@ CPU_DEVICES = jax.devices('cpu')
 EXAMPLES = 32  # per mocked split
 
 
+def run_directory(tmp_path_factory, config):
+    """A folder of this test run that all its pytest-xdist workers share."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if hasattr(config, 'workerinput') else base
+
+
+@pytest.fixture(scope='session', autouse=True)
+def compilation_cache(tmp_path_factory, pytestconfig):
+    """XLA's persistent compilation cache for the test run, here and, through the environment,
+    in the programs the tests start; those compile with most optimizations off too."""
+    directory = str(run_directory(tmp_path_factory, pytestconfig) / 'xla')
+    jax.config.update('jax_compilation_cache_dir', directory)
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+    os.environ.update(JAX_COMPILATION_CACHE_DIR=directory, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+                      JAX_DISABLE_MOST_OPTIMIZATIONS='true')
+    return directory
+
+
 def run_main(arguments, tmp_path):
     """python main.py ARGUMENTS under tfds.testing.mock_data, as a user runs it."""
     script = ('import runpy, sys, tensorflow_datasets as tfds\n'
@@ -32,14 +56,56 @@ def run_main(arguments, tmp_path):
                           cwd=tmp_path, timeout=600)
 
 
+@contextlib.contextmanager
+def only_one_worker(path):
+    """Holds the lock file `path`: one pytest-xdist worker at a time makes what it guards."""
+    with open(path, 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 @pytest.fixture(scope='session')
-def teacher(tmp_path_factory):
+def teacher(tmp_path_factory, pytestconfig):
     """A resnet8 teacher trained through main.py, its run directory, its log, and the
-    compilation cache it filled (a temporary one, not the user's)."""
-    workdir, cache = tmp_path_factory.mktemp('teacher'), tmp_path_factory.mktemp('xla')
-    result = run_main(['--config', os.path.join(REPOSITORY, 'configs/cifar_teacher.py:resnet8'),
-                       '--workdir', str(workdir), '--config.num_epochs=2', '--config.steps_per_epoch=2',
-                       '--config.global_batch_size=8', '--config.eval_batch_size=8',
-                       '--config.log_every_steps=1', f'--config.compilation_cache={cache}'], workdir)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return workdir, result.stderr, cache
+    compilation cache it filled (its own, not the user's): trained once per test run, by the
+    first worker that asks, and read by all."""
+    shared = run_directory(tmp_path_factory, pytestconfig)
+    workdir, cache, log = shared / 'teacher', shared / 'teacher_xla', shared / 'teacher.log'
+    with only_one_worker(shared / 'teacher.lock'):
+        if not log.exists():
+            workdir.mkdir(exist_ok=True)
+            result = run_main(['--config', os.path.join(REPOSITORY, 'configs/cifar_teacher.py:resnet8'),
+                               '--workdir', str(workdir), '--config.num_epochs=2', '--config.steps_per_epoch=2',
+                               '--config.global_batch_size=8', '--config.eval_batch_size=8',
+                               '--config.log_every_steps=1', f'--config.compilation_cache={cache}'], workdir)
+            assert result.returncode == 0, result.stderr[-3000:]
+            log.write_text(result.stderr)
+    return workdir, log.read_text(), cache
+
+
+def shrink(config, **fields):
+    """A run of 2 epochs of 2 steps of 8 images."""
+    config.update({**dict(num_epochs=2, steps_per_epoch=2, global_batch_size=8, eval_batch_size=8,
+                          log_every_steps=1), **fields})
+    return config
+
+
+@pytest.fixture(scope='session')
+def distilled(teacher, tmp_path_factory, pytestconfig):
+    """objective -> the workdir and summary of the shared teacher distilled into a wrn_16_1 with
+    that objective (shrink's run, on the mocked data): trained once per test run."""
+    shared = run_directory(tmp_path_factory, pytestconfig)
+
+    def run(objective):
+        workdir = shared / f'distilled_{objective}'
+        with only_one_worker(shared / f'distilled_{objective}.lock'):
+            if not (workdir / 'summary.json').exists():
+                from configs.common import cifar_distillation_config
+                from ijckd_jax.training.loop import train_and_evaluate
+
+                config = shrink(cifar_distillation_config(objective, 'resnet8-wrn_16_1'))
+                config.teacher.checkpoint = str(teacher[0] / 'export')
+                with tfds.testing.mock_data(num_examples=EXAMPLES):
+                    train_and_evaluate(config, str(workdir))
+        return workdir, json.loads((workdir / 'summary.json').read_text())
+    return run

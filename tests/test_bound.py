@@ -8,13 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 import torch
 
-from configs.common import cifar_distillation_config
-from conftest import EXAMPLES, REPOSITORY
+from conftest import REPOSITORY
 from ijckd_jax.bound import bound_sums, classifier_comparison
-from ijckd_jax.training.loop import train_and_evaluate
 
 
 def softmax(logits):
@@ -70,35 +67,27 @@ def test_classifier_comparison_matches_torch():
         torch_student.flatten(), torch_teacher.flatten(), dim=0).item(), rel=1e-5)
 
 
-def test_every_epoch_logs_the_terms_and_the_plot_draws_them(teacher, tmp_path):
-    config = cifar_distillation_config('kd', 'resnet8-wrn_16_1')  # equal widths: g_t∘Φ_s exists
-    config.update(dict(num_epochs=2, steps_per_epoch=2, global_batch_size=8, eval_batch_size=8))
-    config.teacher.checkpoint = str(teacher[0] / 'export')
-    with tfds.testing.mock_data(num_examples=EXAMPLES):
-        train_and_evaluate(config, str(tmp_path))
-    history = json.loads((tmp_path / 'history.json').read_text())
-    teacher_top1 = json.loads((tmp_path / 'summary.json').read_text())['teacher_top1']
+def test_every_epoch_logs_the_terms_and_the_plot_draws_them(distilled, tmp_path):
+    workdir, summary = distilled('kd')  # resnet8 → wrn_16_1, equal widths: g_t∘Φ_s exists
+    history = json.loads((workdir / 'history.json').read_text())
+    assert len(history) == 2
     for entry in history:
         assert entry['student_error'] == pytest.approx(100 - entry['top1'])
-        assert entry['teacher_error'] == pytest.approx(100 - teacher_top1)
+        assert entry['teacher_error'] == pytest.approx(100 - summary['teacher_top1'])
         assert entry['student_error'] <= entry['teacher_error'] + entry['delta1'] + entry['delta2'] + 1e-6
         assert 0 <= entry['delta1_l1'] <= 2 and 0 <= entry['delta2_l1'] <= 2
         assert entry['classifier_distance'] > 0 and -1 <= entry['classifier_cosine'] <= 1
 
-    result = subprocess.run([sys.executable, os.path.join(REPOSITORY, 'tools', 'plot_run.py'), str(tmp_path)],
-                            capture_output=True, text=True)
+    result = subprocess.run([sys.executable, os.path.join(REPOSITORY, 'tools', 'plot_run.py'), str(workdir),
+                             '--out', str(tmp_path / 'theory.png')], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert 'accuracy, bound, classifier' in result.stdout
     png = (tmp_path / 'theory.png').read_bytes()
     assert png.startswith(b'\x89PNG\r\n\x1a\n') and len(png) > 10_000
 
 
-def test_objectives_under_the_teacher_classifier_have_no_delta1(teacher, tmp_path):
-    config = cifar_distillation_config('ijckd', 'resnet8-wrn_16_1')
-    config.update(dict(num_epochs=1, steps_per_epoch=2, global_batch_size=8, eval_batch_size=8))
-    config.teacher.checkpoint = str(teacher[0] / 'export')
-    with tfds.testing.mock_data(num_examples=EXAMPLES):
-        train_and_evaluate(config, str(tmp_path))
-    entry = json.loads((tmp_path / 'history.json').read_text())[0]
+def test_objectives_under_the_teacher_classifier_have_no_delta1(distilled):
+    workdir, _ = distilled('ijckd')
+    entry = json.loads((workdir / 'history.json').read_text())[0]
     assert entry['delta1'] == 0 and entry['delta1_l1'] == 0  # f_s is g_t∘conn∘Φ_s itself
     assert 'classifier_distance' not in entry

@@ -21,27 +21,27 @@ from test_sources import folder_config, write_folder
 
 def test_demo_trains_the_teacher_then_each_student_and_prints_the_table(tmp_path, capsys):
     config = demo.get_config()
-    config.demo.teacher = 'resnet14'  # smaller than the demo's resnet20: a faster compile
+    config.demo.teacher = 'resnet8'  # smaller than the demo's resnet20, and test_without_tensorflow's demo
     config.update(dict(num_epochs=1, steps_per_epoch=2, log_every_steps=1))
     run_demo(config, str(tmp_path))
     printed = capsys.readouterr().out
     assert (tmp_path / 'demo.md').read_text().strip() in printed
     rows = [line for line in printed.splitlines()
             if line.startswith(('| teacher', '| student')) and ' M | ' not in line]
-    assert [row.split('|')[1:3] for row in rows] == [[' teacher resnet14 ', ' ce '], [' student resnet8 ', ' ce '],
+    assert [row.split('|')[1:3] for row in rows] == [[' teacher resnet8 ', ' ce '], [' student resnet8 ', ' ce '],
                                                      [' student resnet8 ', ' kd '], [' student resnet8 ', ' ijckd ']]
     for row, run in zip(rows, ['teacher', 'student_ce', 'student_kd', 'student_ijckd']):
         summary = json.loads((tmp_path / run / 'summary.json').read_text())
         assert f"{summary['last_top1']:.2f} |" in row and f"{summary['best_top1']:.2f} (1)" in row
     student = json.loads((tmp_path / 'student_ijckd' / 'summary.json').read_text())
-    assert student['teacher'] == 'resnet14' and student['objective'] == 'ijckd'
+    assert student['teacher'] == 'resnet8' and student['objective'] == 'ijckd'
     # The IJCKD student shipped beside its teacher: the shipped file's test top-1 is the run's.
     shipped = [line.split(' | ') for line in printed.splitlines() if ' M | ' in line]
-    assert [row[0] for row in shipped] == ['| teacher resnet14', '| IJCKD student resnet8']
+    assert [row[0] for row in shipped] == ['| teacher resnet8', '| IJCKD student resnet8']
     for row in shipped:
         assert row[4] == row[5].removesuffix(' |')
     assert json.loads((tmp_path / 'shipped' / 'student_ijckd' / 'model.json').read_text())['architecture'] == {
-        'student': 'resnet8', 'connector': '1x1', 'classifier': "the frozen teacher resnet14's classifier"}
+        'student': 'resnet8', 'connector': '1x1', 'classifier': "the frozen teacher resnet8's classifier"}
 
 
 def test_training_on_an_image_folder_end_to_end_and_its_shipped_model_names_the_classes(tmp_path, capsys):

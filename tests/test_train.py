@@ -18,7 +18,7 @@ from flax import traverse_util
 
 from configs import cifar_ijckd, cifar_teacher
 from configs.common import cifar_distillation_config
-from conftest import CPU_DEVICES, EXAMPLES, REPOSITORY
+from conftest import CPU_DEVICES, EXAMPLES, REPOSITORY, shrink
 from ijckd_jax.data import device as device_data
 from ijckd_jax.data.pipeline import Pipeline
 from ijckd_jax.deploy.artifact import export_run
@@ -32,13 +32,6 @@ from ijckd_jax.training.mesh import Mesh
 from ijckd_jax.training.state import create_optimizer
 from multiprocess_worker import DEVICES_PER_PROCESS, PROCESSES, STEPS, distributed_config, run_steps
 from rounding import DRAWS, beyond_rounding, one_ulp_away
-
-
-def shrink(config, **fields):
-    """A run of 2 epochs of 2 steps of 8 images."""
-    config.update({**dict(num_epochs=2, steps_per_epoch=2, global_batch_size=8, eval_batch_size=8,
-                          log_every_steps=1), **fields})
-    return config
 
 
 def test_teacher_training_through_main_writes_everything(teacher):
@@ -60,15 +53,13 @@ def test_teacher_training_through_main_writes_everything(teacher):
 
 
 @pytest.mark.parametrize('objective', [name for name in OBJECTIVES if name != 'ce'])
-def test_each_objective_trains_end_to_end(objective, teacher, tmp_path):
-    config = shrink(cifar_distillation_config(objective, 'resnet8-wrn_16_1'))
-    config.teacher.checkpoint = str(teacher[0] / 'export')
+def test_each_objective_trains_end_to_end(objective, teacher, distilled, tmp_path):
+    workdir, summary = distilled(objective)
     with tfds.testing.mock_data(num_examples=EXAMPLES):
-        summary = train_and_evaluate(config, str(tmp_path))
         # The shipped model in both formats: its logits within 1e-4 of the training evaluation's
         # (export_run checks it and writes nothing otherwise; BatchNorm folded changes the order of
         # the arithmetic, measured ≤ 8.4e-7 on these runs), the teacher's backbone not in it.
-        description = export_run(str(tmp_path), str(tmp_path / 'shipped'), formats=('jax', 'onnx'))
+        description = export_run(str(workdir), str(tmp_path / 'shipped'), formats=('jax', 'onnx'))
     assert max(description['parity']['max_abs_logit_difference'].values()) <= 1e-4
     assert description['parity']['images'] == EXAMPLES
     assert set(description['parameters']) == {'student', 'total'} | {
@@ -79,10 +70,10 @@ def test_each_objective_trains_end_to_end(objective, teacher, tmp_path):
     assert summary['teacher_top1'] == pytest.approx(teacher_summary['last_top1'])
     assert summary['objective'] == objective and summary['epochs'] == 2
     assert 0 <= summary['last_top1'] <= 100 and 0 <= summary['last_top5'] <= 100
-    assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['2', '4']
-    assert not (tmp_path / 'export').exists()
+    assert sorted(os.listdir(workdir / 'checkpoints')) == ['2', '4']
+    assert not (workdir / 'export').exists()
     # The teacher is never written into the student's checkpoints.
-    parts = set(final_state(tmp_path)['params'])
+    parts = set(final_state(workdir)['params'])
     assert parts == {'student', 'connector', 'joint_classifier'} if objective == 'ijckd_joint' else \
         parts == ({'student', 'connector'} if OBJECTIVES[objective].uses_connector else {'student'})
 
@@ -116,13 +107,12 @@ def test_four_devices_give_the_same_step_as_one(teacher):
     with tfds.testing.mock_data(num_examples=EXAMPLES):
         batch = next(iter(Pipeline(config, 0, 1).train_epoch(0)))
     teacher_variables = load_teacher(config)
-    one = run_steps(config, Mesh(CPU_DEVICES[:1]), [batch], teacher_variables)
-    four = run_steps(config, Mesh(CPU_DEVICES[:4]), [batch], teacher_variables)
-    perturbed = [run_steps(config, Mesh(CPU_DEVICES[:1]), [batch], teacher_variables, draw) for draw in range(DRAWS)]
+    one, initial, *perturbed = run_steps(config, Mesh(CPU_DEVICES[:1]), [([batch], None), ([], None)] + [
+        ([batch], draw) for draw in range(DRAWS)], teacher_variables)
+    [four] = run_steps(config, Mesh(CPU_DEVICES[:4]), [([batch], None)], teacher_variables)
     assert len(CPU_DEVICES) == 4
     assert beyond_rounding(four, one, perturbed) == []
     # The check can fail: the parameters before the step are far beyond rounding.
-    initial = run_steps(config, Mesh(CPU_DEVICES[:1]), [], teacher_variables)
     assert beyond_rounding(initial['params'], one['params'], [run['params'] for run in perturbed])
 
 
@@ -134,27 +124,29 @@ def free_port():
 
 def test_two_processes_match_one_process_with_four_devices(teacher, tmp_path):
     """3 steps on 2 processes of 2 devices are those on 1 process of 4, within what rounding
-    moves them (rounding.py): the collectives cross processes through gloo."""
+    moves them (rounding.py): the collectives cross processes through gloo. Each process
+    trains on its own part of every global batch, as its Pipeline reads it."""
     teacher_directory = str(teacher[0] / 'export')
+    config = distributed_config(teacher_directory)
+    with tfds.testing.mock_data(num_examples=EXAMPLES):
+        parts = [list(Pipeline(config, index, PROCESSES).train_epoch(0))[:STEPS] for index in range(PROCESSES)]
+    for index, part in enumerate(parts):
+        np.savez(tmp_path / f'batches_{index}.npz', **{f'{name}_{step}': array for step, batch in enumerate(part)
+                                                        for name, array in zip(('images', 'labels'), batch)})
     port, output = free_port(), tmp_path / 'params.npz'
     workers = [subprocess.Popen([sys.executable, os.path.join(REPOSITORY, 'tests', 'multiprocess_worker.py'),
-                                 str(index), str(port), teacher_directory, str(output)],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                 str(index), str(port), teacher_directory, str(tmp_path / f'batches_{index}.npz'),
+                                 str(output)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                for index in range(PROCESSES)]
     logs = [worker.communicate(timeout=600)[0] for worker in workers]
     assert all(worker.returncode == 0 for worker in workers), logs[0][-3000:] + logs[1][-3000:]
 
     # One process, four devices, fed the global batches the two processes assembled: each
     # process's part of every batch, in process order.
-    config = distributed_config(teacher_directory)
-    with tfds.testing.mock_data(num_examples=EXAMPLES):
-        parts = [list(Pipeline(config, index, PROCESSES).train_epoch(0))[:STEPS]
-                 for index in range(PROCESSES)]
     batches = [tuple(np.concatenate(arrays) for arrays in zip(*step)) for step in zip(*parts)]
     assert len(CPU_DEVICES) == PROCESSES * DEVICES_PER_PROCESS
-    teacher_variables = load_teacher(config)
-    expected = run_steps(config, Mesh(CPU_DEVICES), batches, teacher_variables)
-    perturbed = [run_steps(config, Mesh(CPU_DEVICES), batches, teacher_variables, draw) for draw in range(DRAWS)]
+    expected, *perturbed = run_steps(config, Mesh(CPU_DEVICES), [(batches, draw) for draw in (None, *range(DRAWS))],
+                                     load_teacher(config))
     distributed = traverse_util.unflatten_dict(dict(np.load(output)), sep='/')
     assert beyond_rounding(distributed, expected, perturbed) == []
 
@@ -261,10 +253,10 @@ def test_bfloat16_compute_stays_close_to_float32_over_a_few_steps(teacher):
     with tfds.testing.mock_data(num_examples=EXAMPLES):
         batches = list(Pipeline(config, 0, 1).train_epoch(0))[:3]
     teacher_variables, mesh = load_teacher(config), Mesh(CPU_DEVICES[:1])
-    initial = run_steps(config, mesh, [], teacher_variables)['params']
-    full = run_steps(config, mesh, batches, teacher_variables)
+    initial, full = run_steps(config, mesh, [([], None), (batches, None)], teacher_variables)
     config.dtype = 'bfloat16'
-    low = run_steps(config, mesh, batches, teacher_variables)
+    [low] = run_steps(config, mesh, [(batches, None)], teacher_variables)
+    initial = initial['params']
     (full, full_losses), (low, low_losses) = ((run['params'], run['loss']) for run in (full, low))
     # bfloat16 keeps 8 bits of mantissa (0.4% relative rounding) in every activation and
     # gradient: losses stay within 2%, and each parameter moves in the same direction as in

@@ -108,11 +108,11 @@ def train_in_workdirs(config, runs, objective, pipeline, device_split, mesh, tea
     """The runs themselves, once their workdirs are locked; returns their summaries."""
     experiment = create_experiment(config, mesh, pipeline.steps_per_epoch, teacher_variables,
                                    data_on_device=device_split is not None)
-    runs = [run._replace(writer=create_writer(run.workdir, just_logging=jax.process_index() > 0),
-                         manager=checkpoints.checkpoint_manager(run.workdir, config.checkpoints_to_keep))
+    runs = [run._replace(manager=checkpoints.checkpoint_manager(run.workdir, config.checkpoints_to_keep))
             for run in runs]
+    state = restore(runs, experiment.state, mesh)  # a checkpoint that cannot be read stops the run here
+    runs = [run._replace(writer=create_writer(run.workdir, just_logging=jax.process_index() > 0)) for run in runs]
     try:
-        state = restore(runs, experiment.state, mesh)
         if state is None:
             state = experiment.state
             announce_fresh_runs(state, runs)

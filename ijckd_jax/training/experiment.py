@@ -6,6 +6,7 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from ijckd_jax.distillation import build_distiller
@@ -55,36 +56,64 @@ def create_experiment(config, mesh, steps_per_epoch, teacher_variables, data_on_
     distiller = build_distiller(config.loss.name, config.student.model, config.teacher.model or None,
                                 config.data.num_classes, config.connector.kind,
                                 config.connector.factor, config.data.image_size, DTYPES[config.dtype])
-    optimizer = create_optimizer(config.optimizer, steps_per_epoch)
     seeds = np.asarray(config.seeds or config.seed, np.int32)
-    initial_state = functools.partial(create_train_state, distiller, optimizer, image_size=config.data.image_size)
+    steps = jitted_steps(distiller, config.loss.name, frozen(settings), frozen(config.optimizer.to_dict()),
+                         steps_per_epoch,
+                         tuple(config.data.mean), tuple(config.data.std), mesh, config.global_batch_size,
+                         data_on_device, bool(seeds.ndim))
+    initial_state = functools.partial(create_train_state, distiller, steps.optimizer,
+                                      image_size=config.data.image_size)
     if seeds.ndim:
         initial_state = jax.vmap(initial_state)
     keys = jax.random.key(seeds) if not seeds.ndim else jax.vmap(jax.random.key)(seeds)
     state = jax.jit(initial_state, out_shardings=mesh.replicated)(keys)
-    normalization = dict(mean=tuple(config.data.mean), std=tuple(config.data.std))
-    step_settings = dict(distiller=distiller, objective_name=config.loss.name, settings=settings,
+    return Experiment(distiller, state, mesh.replicate(teacher_variables), steps.train_step, steps.train_steps,
+                      steps.eval_step, steps.teacher_logits_step, seeds)
+
+
+def frozen(settings):
+    """A dict of settings as sorted (name, value) items, lists as tuples: hashable."""
+    return tuple(sorted((name, tuple(value) if isinstance(value, list) else value)
+                        for name, value in settings.items()))
+
+
+class JittedSteps(NamedTuple):
+    optimizer: Any
+    train_step: Callable
+    train_steps: Optional[Callable]
+    eval_step: Callable
+    teacher_logits_step: Optional[Callable]
+
+
+@functools.cache
+def jitted_steps(distiller, objective_name, settings, optimizer_settings, steps_per_epoch, mean, std, mesh,
+                 global_batch, data_on_device, over_seeds) -> JittedSteps:
+    """The optimizer and the jitted steps of one configuration (settings as sorted items), made
+    once per process: a run that repeats a configuration (resumed, another seed alone, the
+    same student again) reuses their traces and compiled programs."""
+    optimizer = create_optimizer(ml_collections.ConfigDict(dict(optimizer_settings)), steps_per_epoch)
+    normalization = dict(mean=mean, std=std)
+    step_settings = dict(distiller=distiller, objective_name=objective_name, settings=dict(settings),
                          optimizer=optimizer, **normalization)
     train_steps = None
     if data_on_device:
         one_step = functools.partial(steps.train_step_on_device, mesh=mesh, steps_per_epoch=steps_per_epoch,
-                                     global_batch=config.global_batch_size, **step_settings)
-        one_step = steps.over_seeds(one_step) if seeds.ndim else one_step
+                                     global_batch=global_batch, **step_settings)
+        one_step = steps.over_seeds(one_step) if over_seeds else one_step
         step = jax.jit(one_step, donate_argnums=0)
         train_steps = functools.cache(lambda count: step if count == 1 else jax.jit(
             steps.scan_steps(one_step, count), donate_argnums=0))
     else:
         step = jax.jit(functools.partial(steps.train_step, **step_settings), donate_argnums=0)
-    evaluation = functools.partial(steps.eval_step, distiller=distiller, objective_name=config.loss.name,
+    evaluation = functools.partial(steps.eval_step, distiller=distiller, objective_name=objective_name,
                                    **normalization)
-    if seeds.ndim:
+    if over_seeds:
         evaluation = over_seeds_evaluation(evaluation)
     teacher_logits = None
     if distiller.teacher is not None:
         teacher_logits = jax.jit(functools.partial(steps.teacher_logits_step, teacher=distiller.teacher,
                                                    **normalization))
-    return Experiment(distiller, state, mesh.replicate(teacher_variables), step, train_steps,
-                      jax.jit(evaluation), teacher_logits, seeds)
+    return JittedSteps(optimizer, step, train_steps, jax.jit(evaluation), teacher_logits)
 
 
 def over_seeds_evaluation(evaluation):

@@ -15,6 +15,12 @@ class Mesh:
         self.replicated = NamedSharding(self.mesh, PartitionSpec())
         self.sharded = NamedSharding(self.mesh, PartitionSpec('data'))
 
+    def __eq__(self, other):
+        return isinstance(other, Mesh) and self.mesh == other.mesh
+
+    def __hash__(self):
+        return hash(self.mesh)
+
     def replicate(self, tree):
         """Host arrays, equal on every process, as arrays replicated over the mesh."""
         return jax.tree.map(lambda value: jax.make_array_from_callback(

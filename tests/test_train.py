@@ -25,7 +25,7 @@ from ijckd_jax.deploy.artifact import export_run
 from ijckd_jax.errors import ConfigError
 from ijckd_jax.frozen_model import load_frozen_model
 from ijckd_jax.objectives import OBJECTIVES
-from ijckd_jax.training import experiment as experiment_module
+from ijckd_jax.training import loop
 from ijckd_jax.training.experiment import create_experiment, load_teacher
 from ijckd_jax.training.loop import dispatches, evaluate, train_and_evaluate
 from ijckd_jax.training.mesh import Mesh
@@ -78,6 +78,7 @@ def test_each_objective_trains_end_to_end(objective, teacher, distilled, tmp_pat
         parts == ({'student', 'connector'} if OBJECTIVES[objective].uses_connector else {'student'})
 
 
+@pytest.mark.quick
 def test_sgd_matches_torch_sgd_with_nesterov_weight_decay_and_multistep():
     config = cifar_teacher.get_config('resnet8').optimizer
     config.decay_epochs = (1, 2)
@@ -200,10 +201,9 @@ def test_seeds_trained_together_each_follow_the_run_of_that_seed_alone(teacher, 
         alone = train_and_evaluate(config(seed=3), str(tmp_path / 'alone'))
         perturbed = []
         for draw in range(DRAWS):  # seed 3 alone from initial parameters one ulp away
-            initial_state = experiment_module.create_train_state
-            monkeypatch.setattr(experiment_module, 'create_train_state', lambda *arguments, **settings: (
-                lambda state: state.replace(params=one_ulp_away(state.params, draw)))(
-                    initial_state(*arguments, **settings)))
+            monkeypatch.setattr(loop, 'create_experiment', lambda *arguments, **settings: (
+                lambda experiment: experiment._replace(state=experiment.state.replace(
+                    params=one_ulp_away(experiment.state.params, draw))))(create_experiment(*arguments, **settings)))
             summary = train_and_evaluate(config(seed=3), str(tmp_path / f'perturbed{draw}'))
             monkeypatch.undo()
             perturbed.append(run_record(tmp_path / f'perturbed{draw}', summary))

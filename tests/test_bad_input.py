@@ -112,6 +112,7 @@ def test_everything_the_config_flag_can_get_wrong_is_one_line(config_argument, s
     ((0, 1), False, r"config.seeds=\(0, 1\) trains the seeds together from a training split held on the "
                     r"devices; set --config.data.on_device=True"),
 ])
+@pytest.mark.quick
 def test_seeds_trained_together_are_checked_before_any_work(seeds, on_device, expected):
     config = cifar_teacher.get_config('resnet8')
     config.seeds, config.data.on_device = seeds, on_device
@@ -128,6 +129,7 @@ def test_missing_data_is_one_line_after_the_start_and_writes_nothing(tmp_path):
     assert not (tmp_path / 'run').exists()
 
 
+@pytest.mark.quick
 def test_a_workdir_that_cannot_be_a_directory_is_refused_before_any_work(tmp_path):
     (tmp_path / 'notes.txt').write_text('a file, not a folder')
     result = main(['--config', TEACHER_CONFIG, '--workdir', str(tmp_path / 'notes.txt' / 'run')], tmp_path)
@@ -294,6 +296,7 @@ def test_a_live_process_holds_its_workdir_and_a_killed_one_leaves_nothing_behind
     assert (workdir / 'export' / 'model.json').is_file()
 
 
+@pytest.mark.quick
 def test_a_killed_conversion_leaves_no_staging_next_to_a_later_one(tmp_path):
     variables = jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), abstract_variables('resnet8'))
     (tmp_path / f'.teacher.staging-{files.HOST}-{dead_pid()}').mkdir()
@@ -306,6 +309,7 @@ def test_a_killed_conversion_leaves_no_staging_next_to_a_later_one(tmp_path):
     assert sorted(os.listdir(tmp_path)) == [running.name, 'teacher']
 
 
+@pytest.mark.quick
 def test_train_and_test_folders_must_name_the_same_classes(tmp_path):
     root = write_folder(tmp_path / 'images', extras=False)
     os.rename(root / 'test' / 'emu', root / 'test' / 'fox')
@@ -314,6 +318,7 @@ def test_train_and_test_folders_must_name_the_same_classes(tmp_path):
         validate_config(folder_config(root), 4)
 
 
+@pytest.mark.quick
 def test_sixteen_bit_and_palette_images_keep_their_levels(tmp_path):
     levels = np.array([[0, 257 * 128], [257 * 200, 65535]], np.uint16)
     Image.fromarray(levels).save(tmp_path / 'grey16.png')
@@ -339,6 +344,7 @@ def test_a_streamed_epoch_counts_what_it_can_read_and_is_never_short(tmp_path):
         assert [images.shape[0] for images, _ in pipeline.train_epoch(epoch)] == [4, 4, 4, 4]
 
 
+@pytest.mark.quick
 def test_a_loss_that_explodes_stops_the_run_before_its_epoch_is_kept():
     class Silent:
         def write_scalars(self, step, scalars):

@@ -29,6 +29,7 @@ def random_case(seed, batch=4, classes=3):
     return student, cross, teacher, labels, mask
 
 
+@pytest.mark.quick
 def test_the_bound_holds_for_random_logits():
     measure = jax.jit(bound_sums)
     slack = []
@@ -39,6 +40,7 @@ def test_the_bound_holds_for_random_logits():
     assert min(slack) < 1e-3  # tight on some draws: the check can fail
 
 
+@pytest.mark.quick
 def test_each_term_agrees_with_a_direct_computation():
     student, cross, teacher, labels, mask = random_case(7, batch=40, classes=10)
     count = mask.sum()
@@ -56,6 +58,7 @@ def test_each_term_agrees_with_a_direct_computation():
         assert float(sums[name]) / count == pytest.approx(value, rel=1e-5, abs=1e-6), name
 
 
+@pytest.mark.quick
 def test_classifier_comparison_matches_torch():
     rng = np.random.default_rng(0)
     student, teacher = rng.standard_normal((2, 64, 10)).astype(np.float32)

@@ -33,6 +33,7 @@ VARIANTS = [(os.path.basename(path), variant) for path in CONFIG_FILES
             for variant in load(path).VARIANTS]
 
 
+@pytest.mark.quick
 def test_the_papers_experiments_are_all_variants():
     names = {name: [variant for file, variant in VARIANTS if file == name] for name, _ in VARIANTS}
     assert len(names['cifar_ijckd.py']) == 12 + 6 + 8 + 6  # Tables 1, 2, 3, 4
@@ -84,6 +85,7 @@ def test_variant_builds_and_shapes_agree(file, variant, tmp_path):
         assert outputs.student_classifier_weight.shape == outputs.teacher_classifier_weight.shape
 
 
+@pytest.mark.quick
 def test_unknown_variant_or_setting_names_the_valid_ones():
     ijckd = load(os.path.join(REPOSITORY, 'configs', 'cifar_ijckd.py'))
     with pytest.raises(ValueError, match="Unknown model 'resnet9'.*Valid models: resnet8, "):
@@ -105,6 +107,7 @@ def test_unknown_config_field_on_the_command_line_names_the_valid_fields(tmp_pat
     assert not (tmp_path / 'run').exists()
 
 
+@pytest.mark.quick
 def test_a_missing_image_folder_is_named_before_any_work(tmp_path):
     config = load(os.path.join(REPOSITORY, 'configs', 'cifar_teacher.py')).get_config('resnet8')
     config.data.dataset = str(tmp_path / 'cifar10_jpeg')
@@ -120,6 +123,7 @@ def test_a_missing_image_folder_is_named_before_any_work(tmp_path):
     validate_config(config, device_count=4)
 
 
+@pytest.mark.quick
 def test_batch_not_divisible_by_the_devices_is_refused():
     config = load(os.path.join(REPOSITORY, 'configs', 'cifar_teacher.py')).get_config('resnet8')
     config.global_batch_size = 6
@@ -127,6 +131,7 @@ def test_batch_not_divisible_by_the_devices_is_refused():
         validate_config(config, device_count=4)
 
 
+@pytest.mark.quick
 def test_learning_rates_follow_the_paper_unless_repdistillers_protocol_is_asked_for():
     """§4.1: 0.01 for ShuffleNet students, 0.05 for all others; RepDistiller also gives
     MobileNetV2 0.01."""
@@ -144,6 +149,7 @@ def test_learning_rates_follow_the_paper_unless_repdistillers_protocol_is_asked_
         kd.get_config('vgg13-MobileNetV2,protocol=rep')
 
 
+@pytest.mark.quick
 def test_imagenet_follows_section_4_4_unless_the_authors_code_is_asked_for():
     imagenet = load(os.path.join(REPOSITORY, 'configs', 'imagenet_ijckd.py'))
 

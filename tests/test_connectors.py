@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from ijckd_jax.connectors import Connector, average_pool_to
 from ijckd_jax.convert import state_dict_to_variables
 
+pytestmark = pytest.mark.quick  # every test of this file is in the quick tier
+
 
 def torch_connector(kind, student_channels, teacher_channels, factor=2):
     """The same connector as SimKD builds it: conv (no bias), BN, ReLU, repeated."""

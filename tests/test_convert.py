@@ -36,6 +36,7 @@ def save_repdistiller(directory, model):
     return path
 
 
+@pytest.mark.quick
 def test_repdistiller_checkpoint_converts_and_verifies(tmp_path, capsys):
     model = trained_looking_model()
     path = save_repdistiller(tmp_path / 'resnet8_vanilla', model)
@@ -61,6 +62,7 @@ def test_data_parallel_prefix_and_plain_state_dict_give_the_same_variables(tmp_p
     jax.tree.map(np.testing.assert_array_equal, from_parallel, from_plain)
 
 
+@pytest.mark.quick
 def test_wrong_architecture_lists_keys_and_writes_nothing(tmp_path, capsys):
     path = save_repdistiller(tmp_path / 'resnet8_vanilla', trained_looking_model())
     out = tmp_path / 'teacher'
@@ -89,6 +91,7 @@ def test_unknown_architecture_lists_the_valid_ones(tmp_path, capsys):
     assert not (tmp_path / 'out').exists()
 
 
+@pytest.mark.quick
 def test_truncated_and_missing_files_are_reported(tmp_path):
     torch.save(trained_looking_model().state_dict(), tmp_path / 'model.pth')
     content = (tmp_path / 'model.pth').read_bytes()

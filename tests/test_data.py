@@ -11,6 +11,8 @@ from ijckd_jax.data.pipeline import eval_batches, train_batches
 from ijckd_jax.data.split import Split
 from ijckd_jax.errors import DataUnavailable
 
+pytestmark = pytest.mark.quick  # every test of this file is in the quick tier
+
 
 def data_config(settings=CIFAR100, **fields):
     return ml_collections.ConfigDict({**settings, 'data_dir': '', 'download': False, **fields})

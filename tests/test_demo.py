@@ -4,6 +4,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from configs import demo
 from conftest import CPU_DEVICES
@@ -44,6 +45,7 @@ def test_demo_trains_the_teacher_then_each_student_and_prints_the_table(tmp_path
         'student': 'resnet8', 'connector': '1x1', 'classifier': "the frozen teacher resnet8's classifier"}
 
 
+@pytest.mark.quick
 def test_training_on_an_image_folder_end_to_end_and_its_shipped_model_names_the_classes(tmp_path, capsys):
     root = write_folder(tmp_path / 'images')
     config = folder_config(root)

@@ -45,7 +45,8 @@ def drawn_variables(model, images, seed=0):
     return jax.tree_util.tree_map_with_path(draw, abstract)
 
 
-@pytest.mark.parametrize('name', list(MODELS))
+@pytest.mark.parametrize('name', [pytest.param(name, marks=pytest.mark.quick) if name == 'resnet8' else name
+                                  for name in MODELS])
 def test_folding_batch_norm_keeps_every_model_of_the_zoo_within_1e_5(name):
     model = create_model(name, 10)
     images = np.random.default_rng(1).normal(size=(2, 32, 32, 3)).astype(np.float32)
@@ -78,7 +79,8 @@ ONNX_MODELS = ('resnet8', 'ResNet50', 'wrn_16_1', 'ShuffleV1', 'ShuffleV2', 'Mob
                'resnet18')
 
 
-@pytest.mark.parametrize('name', ONNX_MODELS)
+@pytest.mark.parametrize('name', [pytest.param(name, marks=pytest.mark.quick) if name == 'resnet8' else name
+                                  for name in ONNX_MODELS])
 def test_the_onnx_export_of_every_kind_of_layer_in_the_zoo_runs_in_onnxruntime(name):
     model = create_model(name, 10)
     images = np.random.default_rng(1).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)

@@ -13,6 +13,8 @@ from ijckd_jax.data.pipeline import train_batches
 from ijckd_jax.data.split import Split
 from ijckd_jax.training.mesh import Mesh
 
+pytestmark = pytest.mark.quick  # every test of this file is in the quick tier
+
 SIZE = 8  # images of SIZE×SIZE; padded by 4, a crop has 9×9 positions
 CELLS = (2 * PADDING + 1) ** 2 * 2  # crop positions × flip
 

@@ -64,6 +64,7 @@ def test_matches_xla(name, size, jit):
     assert_close(kernel_gradient, expected[2], rtol=1e-5)
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize('name', SHAPES)
 def test_bfloat16(name):
     inputs, kernel, cotangent, arguments = problem(name, 9, jnp.bfloat16)

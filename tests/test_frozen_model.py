@@ -11,6 +11,8 @@ from ijckd_jax.errors import SavedModelError
 from ijckd_jax.frozen_model import FrozenModel, load_frozen_model, save_frozen_model
 from ijckd_jax.models import abstract_variables
 
+pytestmark = pytest.mark.quick  # every test of this file is in the quick tier
+
 
 def saved_resnet8(directory):
     """A resnet8 with 100 classes, every variable numbered so that a mix-up would show."""

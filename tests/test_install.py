@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPOSITORY
 from test_report import write_run
 
@@ -25,6 +27,7 @@ def test_the_report_command_is_the_report_tool(tmp_path):
     assert command.stdout == tool.stdout and '76.50 ± 0.71' in command.stdout
 
 
+@pytest.mark.quick
 def test_every_command_is_installed_and_answers(tmp_path):
     for name in ('ijckd-convert', 'ijckd-report', 'ijckd-plot'):
         result = run([os.path.join(BIN, name), '--help'], cwd=tmp_path)
@@ -51,6 +54,7 @@ def test_main_dispatches_on_what_the_config_says_it_is(tmp_path):
     assert not (tmp_path / 'run').exists()
 
 
+@pytest.mark.quick
 def test_nothing_edits_sys_path():
     sources = [path for pattern in ('*.py', 'ijckd_jax/**/*.py', 'configs/*.py', 'tools/*.py',
                                     'bench/*.py', 'tests/*.py')

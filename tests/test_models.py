@@ -58,7 +58,8 @@ def forward_and_reclassify(model, variables, images):
     return output, model.apply(variables, output.features, method='classify')
 
 
-@pytest.mark.parametrize('name', list(MODELS))
+@pytest.mark.parametrize('name', [pytest.param(name, marks=pytest.mark.quick) if name == 'resnet8' else name
+                                  for name in MODELS])
 def test_model_matches_pytorch(name):
     torch_model = randomized_torch_model(name)
     variables = convert_state_dict(state_dict_of(torch_model), name)
@@ -85,6 +86,7 @@ def test_model_matches_pytorch(name):
         assert torch_count == PUBLISHED_EXACT[name]
 
 
+@pytest.mark.quick
 def test_training_mode_matches_pytorch_batch_norm():
     """Train-mode outputs and updated running statistics (unbiased variance, momentum 0.1)."""
     torch_model = randomized_torch_model('resnet8').train()
@@ -115,6 +117,7 @@ def test_bfloat16_compute_keeps_float32_parameters():
     assert float(jnp.abs(low.logits - high.logits).max()) < 0.05 * scale
 
 
+@pytest.mark.quick
 def test_unknown_model_lists_valid_names():
     with pytest.raises(ValueError, match="Unknown model 'resnet9'.*resnet8x4.*MobileNetV1"):
         create_model('resnet9')

@@ -72,6 +72,7 @@ SETTINGS = [(name, {}) for name in OBJECTIVES] + [
 ]
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize('name, overrides', SETTINGS)
 def test_objective_matches_torch_formula(name, overrides):
     outputs = random_outputs()
@@ -83,6 +84,7 @@ def test_objective_matches_torch_formula(name, overrides):
     assert abs(sum(float(value) for value in terms.values()) - float(loss)) < 1e-5
 
 
+@pytest.mark.quick
 def test_evaluation_classifier_of_each_objective():
     outputs = random_outputs()
     expected = {'ce': 'student_logits', 'kd': 'student_logits', 'srrl': 'student_logits',
@@ -104,6 +106,7 @@ def test_evaluation_classifier_of_each_objective():
     ('kd', {'temperature': 0.0}, 'temperature must be > 0'),
     ('simkd', {'alpha': 1.0}, "no setting \\['alpha'\\]; its settings: none"),
 ])
+@pytest.mark.quick
 def test_bad_settings_name_the_valid_choices(name, overrides, message):
     with pytest.raises(ValueError, match=message):
         resolve_settings(name, overrides)
@@ -179,6 +182,7 @@ def test_whole_distillation_loss_matches_the_papers_pytorch_code(name):
     assert abs(float(loss) - expected) <= 1e-5 * max(1.0, abs(expected))
 
 
+@pytest.mark.quick
 def test_distance_penalty_gradient_is_torchs_where_the_classifiers_are_equal():
     """Algorithm 5's ‖W_t − W_s‖_F at W_s = W_t: torch.norm's gradient there is 0; a plain
     jnp.linalg.norm gives NaN, which would poison every parameter of the step."""

@@ -45,6 +45,7 @@ def run_cli(*arguments):
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.quick
 def test_the_mean_and_sample_std_over_seeds(tmp_path):
     for seed, (best, last) in enumerate([(70.0, 69.0), (72.0, 70.0), (74.0, 74.0)]):
         write_run(tmp_path / f'seed{seed}', best_top1=best, last_top1=last, seed=seed)
@@ -53,12 +54,14 @@ def test_the_mean_and_sample_std_over_seeds(tmp_path):
                    '76.52']
 
 
+@pytest.mark.quick
 def test_one_seed_prints_the_mean_alone(tmp_path):
     write_run(tmp_path / 'run', best_top1=71.234, last_top1=70.5)
     [row] = table_rows([str(tmp_path / 'run')])
     assert row[3:6] == ['1', '71.23', '70.50']
 
 
+@pytest.mark.quick
 def test_the_paper_column_matches_settings_exactly(tmp_path):
     write_run(tmp_path / 'default', loss={'name': 'ijckd'})  # omitted settings are the defaults
     write_run(tmp_path / 'alpha_ce', loss={**IJCKD_DEFAULTS, 'alpha_ce': 0.2})
@@ -84,6 +87,7 @@ def test_the_paper_column_matches_settings_exactly(tmp_path):
     }
 
 
+@pytest.mark.quick
 def test_grouping_separates_settings_and_sorts_rows(tmp_path):
     write_run(tmp_path / 'a0', seed=0, best_top1=76.0)
     write_run(tmp_path / 'a1', seed=1, best_top1=77.0)
@@ -104,6 +108,7 @@ def test_grouping_separates_settings_and_sorts_rows(tmp_path):
     ]
 
 
+@pytest.mark.quick
 def test_runs_of_different_configs_never_share_a_row(tmp_path):
     """Eighteen runs that differ in more than their seed are as many rows as configs, each
     labelled by the fields that tell it from its twins; only seeds are averaged."""
@@ -141,6 +146,7 @@ def test_a_seed_in_two_directories_is_warned_about(tmp_path):
     assert 'seed 0' in warning and 'first' in warning and 'second' in warning
 
 
+@pytest.mark.quick
 def test_a_missing_or_empty_directory_is_an_error_naming_it(tmp_path):
     with pytest.raises(report.ReportError, match='nowhere.*does not exist'):
         report.load_runs([str(tmp_path / 'nowhere')])
@@ -170,6 +176,7 @@ def test_a_summary_with_a_wrong_value_is_an_error_naming_the_field(tmp_path):
         report.load_runs([str(tmp_path)])
 
 
+@pytest.mark.quick
 def test_the_cli_prints_the_table_and_plots(tmp_path):
     write_run(tmp_path / 'runs' / 'seed0', best_top1=70.0, seed=0)
     write_run(tmp_path / 'runs' / 'seed1', best_top1=74.0, seed=1, epochs=5)

@@ -9,6 +9,7 @@ import pytest
 from ijckd_jax.runtime import describe_arithmetic, matmul_precision
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize('name, compiled', [('default', 'DEFAULT'), ('tensorfloat32', 'HIGH'),
                                             ('float32', 'HIGHEST')])
 def test_matmul_precision_reaches_matrix_products_and_convolutions(name, compiled):
@@ -26,6 +27,7 @@ def test_matmul_precision_reaches_matrix_products_and_convolutions(name, compile
     assert text.count(f'#stablehlo<precision {compiled}>, #stablehlo<precision {compiled}>') == 1
 
 
+@pytest.mark.quick
 def test_the_log_says_what_float32_means_here():
     assert describe_arithmetic('float32', 'default') == \
         'Arithmetic: dtype float32, matmul and convolution precision default on cpu.'

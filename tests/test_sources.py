@@ -13,6 +13,8 @@ from ijckd_jax.data.folders import load_image_folder
 from ijckd_jax.data.pipeline import Pipeline
 from ijckd_jax.errors import DataUnavailable
 
+pytestmark = pytest.mark.quick  # every test of this file is in the quick tier
+
 COLOURS = {'cat': (200, 30, 30), 'dog': (30, 200, 30), 'emu': (30, 30, 200)}
 
 

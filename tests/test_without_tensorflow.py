@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
 from conftest import REPOSITORY
@@ -86,6 +87,7 @@ def test_the_benchmark_imports_and_the_converter_verifies(tmp_path):
     assert (tmp_path / 'teacher' / 'model.json').is_file()
 
 
+@pytest.mark.quick
 def test_a_tfds_data_set_stops_before_any_work_with_what_to_install(tmp_path):
     result = run_without_tensorflow('main.py', [
         '--config', os.path.join(REPOSITORY, 'configs', 'cifar_teacher.py:resnet8'),

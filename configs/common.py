@@ -3,7 +3,7 @@ the paper's experiment tables.
 
 A variant is 'teacher-student' (or a model name for runs without a teacher) followed by
 settings: 'resnet32x4-resnet8x4,connector=1x1-3x3-1x1,alpha_ce=0.2'. `protocol` picks whose
-training recipe a run follows where sources disagree (README, "Where this project differs").
+training recipe a run follows where sources disagree (docs/fidelity.md).
 """
 import ml_collections
 

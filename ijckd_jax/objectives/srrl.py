@@ -1,8 +1,8 @@
 """SRRL as the paper's Algorithm 1 writes it: CE on the student's own logits
 + α·MSE(g_t(avg_pool(conn(f_s))), logits_t) + β·MSE(conn(f_s), f_t).
 
-α and β, which the paper leaves open, default to 1 (README, "Where this project differs",
-compares this with SRRL's and SimKD's code).
+α and β, which the paper leaves open, default to 1 (docs/fidelity.md compares this with
+SRRL's and SimKD's code).
 """
 from ijckd_jax.objectives import Objective
 from ijckd_jax.objectives.losses import cross_entropy, mse, total

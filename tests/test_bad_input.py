@@ -106,13 +106,13 @@ def test_everything_the_config_flag_can_get_wrong_is_one_line(config_argument, s
     assert not (tmp_path / 'run').exists()
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize('seeds, on_device, expected', [
     ((0, 0), True, r"config.seeds=\(0, 0\) repeats a seed; each seed is one run."),
     ((0, -1), True, r"config.seeds=\(0, -1\) must be integers ≥ 0, e.g. --config.seeds=0,1,2."),
     ((0, 1), False, r"config.seeds=\(0, 1\) trains the seeds together from a training split held on the "
                     r"devices; set --config.data.on_device=True"),
 ])
-@pytest.mark.quick
 def test_seeds_trained_together_are_checked_before_any_work(seeds, on_device, expected):
     config = cifar_teacher.get_config('resnet8')
     config.seeds, config.data.on_device = seeds, on_device

@@ -97,6 +97,7 @@ def test_evaluation_classifier_of_each_objective():
         assert evaluation_logits(outputs, name) is getattr(outputs, field), name
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize('name, overrides, message', [
     ('ijckd2', {}, "Did you mean 'ijckd'\\? Valid objectives: ce, ce_teacher_classifier, ijckd, ijckd_distance"),
     ('ijckd', {'logit_loss': 'l1'}, 'valid logit losses: mse, cosine, ce'),
@@ -106,7 +107,6 @@ def test_evaluation_classifier_of_each_objective():
     ('kd', {'temperature': 0.0}, 'temperature must be > 0'),
     ('simkd', {'alpha': 1.0}, "no setting \\['alpha'\\]; its settings: none"),
 ])
-@pytest.mark.quick
 def test_bad_settings_name_the_valid_choices(name, overrides, message):
     with pytest.raises(ValueError, match=message):
         resolve_settings(name, overrides)

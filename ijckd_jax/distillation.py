@@ -85,8 +85,10 @@ def apply_tracking_statistics(module, variables, inputs, train):
     return output, {**variables, **updates}
 
 
-def forward(distiller: Distiller, variables, teacher_variables, images, train: bool):
-    """All arrays the objectives read, and the trainable variables with updated statistics."""
+def forward(distiller: Distiller, variables, teacher_variables, images, train: bool, teacher_output=None):
+    """All arrays the objectives read, and the trainable variables with updated statistics.
+    `teacher_output`, the frozen teacher's on these images where the caller computed it once
+    for several students (a comparison table), is used instead of running the teacher again."""
     student_output, student_variables = apply_tracking_statistics(
         distiller.student, variables['student'], images, train)
     updated = {**variables, 'student': student_variables}
@@ -95,7 +97,8 @@ def forward(distiller: Distiller, variables, teacher_variables, images, train: b
 
     teacher_variables = jax.lax.stop_gradient(teacher_variables)
     teacher = distiller.teacher
-    teacher_output = teacher.apply(teacher_variables, images, train=False)
+    if teacher_output is None:
+        teacher_output = teacher.apply(teacher_variables, images, train=False)
     outputs = {
         'student_logits': student_output.logits,
         'teacher_logits': teacher_output.logits,

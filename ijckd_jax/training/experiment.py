@@ -19,11 +19,20 @@ from ijckd_jax.training.state import TrainState, create_optimizer, create_train_
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
+class Member(NamedTuple):
+    """One trained model of an experiment: its method (None for a single run; a comparison
+    table's states, metrics and sums are keyed by it), modules and objective."""
+    method: Optional[str]
+    distiller: Any
+    objective_name: str
+
+
 class Experiment(NamedTuple):
     """Everything one configuration trains with, placed on a mesh: for several seeds
-    (config.seeds), the state and what is drawn from the seed are stacked over them."""
-    distiller: Any
-    state: TrainState
+    (config.seeds), the state and what is drawn from the seed are stacked over them; for a
+    comparison table, the state is one such per method."""
+    members: tuple  # Member
+    state: Any  # TrainState, or {method: TrainState} for a table
     teacher_variables: Any
     # (state, teacher_variables, *training_inputs) -> (state, metrics): the inputs are a
     # sharded batch (images, labels), or the split held on the devices, the epoch's order
@@ -67,8 +76,8 @@ def create_experiment(config, mesh, steps_per_epoch, teacher_variables, data_on_
         initial_state = jax.vmap(initial_state)
     keys = jax.random.key(seeds) if not seeds.ndim else jax.vmap(jax.random.key)(seeds)
     state = jax.jit(initial_state, out_shardings=mesh.replicated)(keys)
-    return Experiment(distiller, state, mesh.replicate(teacher_variables), steps.train_step, steps.train_steps,
-                      steps.eval_step, steps.teacher_logits_step, seeds)
+    return Experiment((Member(None, distiller, config.loss.name),), state, mesh.replicate(teacher_variables),
+                      steps.train_step, steps.train_steps, steps.eval_step, steps.teacher_logits_step, seeds)
 
 
 def frozen(settings):
@@ -97,12 +106,10 @@ def jitted_steps(distiller, objective_name, settings, optimizer_settings, steps_
                          optimizer=optimizer, **normalization)
     train_steps = None
     if data_on_device:
-        one_step = functools.partial(steps.train_step_on_device, mesh=mesh, steps_per_epoch=steps_per_epoch,
-                                     global_batch=global_batch, **step_settings)
-        one_step = steps.over_seeds(one_step) if over_seeds else one_step
-        step = jax.jit(one_step, donate_argnums=0)
-        train_steps = functools.cache(lambda count: step if count == 1 else jax.jit(
-            steps.scan_steps(one_step, count), donate_argnums=0))
+        one_step = functools.partial(steps.train_step_on_device,
+                                     step=functools.partial(steps.train_step, **step_settings), mesh=mesh,
+                                     steps_per_epoch=steps_per_epoch, global_batch=global_batch)
+        step, train_steps = jit_on_device(steps.over_seeds(one_step) if over_seeds else one_step)
     else:
         step = jax.jit(functools.partial(steps.train_step, **step_settings), donate_argnums=0)
     evaluation = functools.partial(steps.eval_step, distiller=distiller, objective_name=objective_name,
@@ -116,8 +123,81 @@ def jitted_steps(distiller, objective_name, settings, optimizer_settings, steps_
     return JittedSteps(optimizer, step, train_steps, jax.jit(evaluation), teacher_logits)
 
 
-def over_seeds_evaluation(evaluation):
-    """An eval step for a state stacked over seeds; the batch and teacher logits shared."""
+def jit_on_device(one_step):
+    """The jitted step on the split held on the devices, and count -> the jitted step that runs
+    `count` of them in one dispatch (a scan)."""
+    step = jax.jit(one_step, donate_argnums=0)
+    return step, functools.cache(lambda count: step if count == 1 else jax.jit(
+        steps.scan_steps(one_step, count), donate_argnums=0))
+
+
+def over_seeds_evaluation(evaluation, vectorized=True):
+    """An eval step for a state stacked over seeds, vmapped or one seed after another
+    (steps.over_seeds); the batch and teacher logits shared."""
     def evaluated(state, *batch):
-        return jax.vmap(lambda state: evaluation(state, *batch))(state)
+        if vectorized:
+            return jax.vmap(lambda state: evaluation(state, *batch))(state)
+        return jax.lax.map(lambda state: evaluation(state, *batch), state)
     return evaluated
+
+
+def vectorize_seeds(config):
+    """Whether a table's seeds are vmapped: config.seeds_vectorized, 'auto' on accelerators
+    only (on a CPU the seeds' steps in turn measured faster: bench/RESULTS.md)."""
+    if config.seeds_vectorized == 'auto':
+        return jax.default_backend() != 'cpu'
+    return config.seeds_vectorized == 'vmap'
+
+
+def create_table_experiment(config, method_configs, mesh, steps_per_epoch, teacher_variables,
+                            data_on_device=False) -> Experiment:
+    """A comparison table's experiment: one state per method ({method: TrainState}, each
+    stacked over config.seeds if any), and one jitted step that draws each seed's batch once,
+    runs the frozen teacher on it once and updates every method's state from it.
+
+    Paired by construction: a method's state starts as its run alone would (create_train_state
+    splits the seed's key the same way for every objective, so methods of one seed share the
+    student backbone's initialisation) and every method sees the seed's batches.
+    """
+    members, step_members = [], []
+    for method, method_config in method_configs.items():
+        settings = resolve_settings(method_config.loss.name,
+                                    {k: v for k, v in method_config.loss.items() if k != 'name'})
+        distiller = build_distiller(method_config.loss.name, config.student.model,
+                                    method_config.teacher.model or None, config.data.num_classes,
+                                    method_config.connector.kind, method_config.connector.factor,
+                                    config.data.image_size, DTYPES[config.dtype])
+        members.append(Member(method, distiller, method_config.loss.name))
+        step_members.append((method, distiller, method_config.loss.name, frozen(settings)))
+    step_members = tuple(step_members)
+    teachers = [member.distiller.teacher for member in members if member.distiller.teacher is not None]
+    teacher = teachers[0] if teachers else None
+    optimizer = create_optimizer(config.optimizer, steps_per_epoch)
+    normalization = dict(mean=tuple(config.data.mean), std=tuple(config.data.std))
+    seeds = np.asarray(config.seeds or config.seed, np.int32)
+    vectorized = vectorize_seeds(config)
+    one_step = functools.partial(steps.table_train_step, members=step_members, teacher=teacher,
+                                 optimizer=optimizer, **normalization)
+    if data_on_device:
+        one_step = functools.partial(steps.train_step_on_device, step=one_step, mesh=mesh,
+                                     steps_per_epoch=steps_per_epoch, global_batch=config.global_batch_size)
+        train_step, train_steps = jit_on_device(
+            steps.over_seeds(one_step, vectorized) if seeds.ndim else one_step)
+    else:
+        train_step, train_steps = jax.jit(one_step, donate_argnums=0), None
+    evaluation = functools.partial(steps.table_eval_step, members=step_members, **normalization)
+    if seeds.ndim:
+        evaluation = over_seeds_evaluation(evaluation, vectorized)
+    teacher_logits = None
+    if teacher is not None:
+        teacher_logits = jax.jit(functools.partial(steps.teacher_logits_step, teacher=teacher, **normalization))
+
+    def initial_states(keys):
+        return {member.method: create_train_state(member.distiller, optimizer, keys, config.data.image_size)
+                for member in members}
+    if seeds.ndim:
+        initial_states = jax.vmap(initial_states)
+    keys = jax.random.key(seeds) if not seeds.ndim else jax.vmap(jax.random.key)(seeds)
+    state = jax.jit(initial_states, out_shardings=mesh.replicated)(keys)
+    return Experiment(tuple(members), state, mesh.replicate(teacher_variables), train_step, train_steps,
+                      jax.jit(evaluation), teacher_logits, seeds)

@@ -18,12 +18,20 @@ def normalize(images, mean, std):
 def train_step(state, teacher_variables, images, labels, *, distiller, objective_name, settings,
                optimizer, mean, std):
     """One SGD step on the objective; returns the new state and this step's metrics."""
-    images = normalize(images, mean, std)
+    return update(state, teacher_variables, normalize(images, mean, std), labels, None, distiller=distiller,
+                  objective_name=objective_name, settings=settings, optimizer=optimizer)
+
+
+def update(state, teacher_variables, images, labels, teacher_output, *, distiller, objective_name, settings,
+           optimizer):
+    """train_step on normalized images, given the frozen teacher's output on them (None: the
+    forward pass computes it)."""
     objective = get_objective(objective_name)
 
     def loss_function(params):
         variables = merge_variables(params, state.batch_stats)
-        outputs, updated = forward(distiller, variables, teacher_variables, images, train=True)
+        outputs, updated = forward(distiller, variables, teacher_variables, images, train=True,
+                                   teacher_output=teacher_output)
         loss, terms = objective.loss(outputs, labels, settings)
         return loss, (terms, split_variables(updated)[1], outputs)
 
@@ -37,22 +45,50 @@ def train_step(state, teacher_variables, images, labels, *, distiller, objective
     return TrainState(state.step + 1, params, batch_stats, opt_state), metrics
 
 
-def train_step_on_device(state, teacher_variables, split_images, split_labels, order, seed, *, mesh,
-                         steps_per_epoch, global_batch, **step_settings):
-    """train_step on the batch of the state's step, drawn from the split held on the devices
-    in the epoch's `order` and augmented from `seed`."""
+def table_train_step(states, teacher_variables, images, labels, *, members, teacher, optimizer, mean, std):
+    """One SGD step of every method of a comparison table on the same batch: the frozen
+    teacher's forward pass (features and logits) computed once, each method's loss, gradient
+    and update on its own state. `states` and the metrics are keyed by method; `members`
+    holds (method, distiller, objective name, settings as sorted items)."""
+    images = normalize(images, mean, std)
+    teacher_output = None
+    if teacher is not None:
+        teacher_output = teacher.apply(jax.lax.stop_gradient(teacher_variables), images, train=False)
+    updated, metrics = {}, {}
+    for method, distiller, objective_name, settings in members:
+        updated[method], method_metrics = update(
+            states[method], teacher_variables, images, labels, teacher_output, distiller=distiller,
+            objective_name=objective_name, settings=dict(settings), optimizer=optimizer)
+        metrics.update({f'{method}/{name}': value for name, value in method_metrics.items()})
+    return updated, metrics
+
+
+def train_step_on_device(state, teacher_variables, split_images, split_labels, order, seed, *, step, mesh,
+                         steps_per_epoch, global_batch):
+    """`step` on the batch of the state's step, drawn from the split held on the devices in
+    the epoch's `order` and augmented from `seed`."""
     images, labels = device_data.draw_batch(
-        device_data.DeviceSplit(split_images, split_labels), order, state.step, seed, mesh,
+        device_data.DeviceSplit(split_images, split_labels), order, step_count(state), seed, mesh,
         steps_per_epoch=steps_per_epoch, global_batch=global_batch)
-    return train_step(state, teacher_variables, images, labels, **step_settings)
+    return step(state, teacher_variables, images, labels)
 
 
-def over_seeds(step):
+def step_count(state):
+    """The step of a train state, or of a table's states (all at the same step)."""
+    return state.step if isinstance(state, TrainState) else next(iter(state.values())).step
+
+
+def over_seeds(step, vectorized=True):
     """A step on the split held on the devices, for a state, an order and a seed stacked over
-    seeds (the teacher and the split shared): runs of several seeds in one dispatch."""
+    seeds (the teacher and the split shared): runs of several seeds in one dispatch, vmapped
+    (`vectorized`) or one seed after another (lax.map: on a CPU, vmapped convolutions are slower
+    than the seeds' steps in turn; bench/RESULTS.md)."""
     def stepped(state, teacher_variables, split_images, split_labels, order, seed):
-        return jax.vmap(lambda state, order, seed: step(state, teacher_variables, split_images, split_labels,
-                                                          order, seed))(state, order, seed)
+        def one(state, order, seed):
+            return step(state, teacher_variables, split_images, split_labels, order, seed)
+        if vectorized:
+            return jax.vmap(one)(state, order, seed)
+        return jax.lax.map(lambda inputs: one(*inputs), (state, order, seed))
     return stepped
 
 
@@ -90,6 +126,18 @@ def eval_step(state, teacher_variables, images, labels, mask, teacher_logits=Non
     if outputs.teacher_classifier_logits is not None:
         sums.update(bound_sums(logits, outputs.teacher_classifier_logits, outputs.teacher_logits,
                                labels, mask))
+    return sums
+
+
+def table_eval_step(states, teacher_variables, images, labels, mask, teacher_logits=None, *, members, mean,
+                    std):
+    """eval_step of every method of a table on one batch: {'METHOD/NAME': sum} and the count."""
+    sums = {}
+    for method, distiller, objective_name, _ in members:
+        method_sums = eval_step(states[method], teacher_variables, images, labels, mask, teacher_logits,
+                                distiller=distiller, objective_name=objective_name, mean=mean, std=std)
+        sums['count'] = method_sums.pop('count')
+        sums.update({f'{method}/{name}': value for name, value in method_sums.items()})
     return sums
 
 

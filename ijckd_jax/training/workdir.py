@@ -18,8 +18,10 @@ from ijckd_jax.training.state import merge_variables
 RUN = 'run.json'
 LOCK = '.lock'
 # Fields that do not change what a run computes: how long, how it logs and keeps checkpoints,
-# how it evaluates (the padding is masked), which other seeds train beside it, where it finds things and how processes meet.
-NOT_THE_MATH = ('program', 'seeds', 'num_epochs', 'log_every_steps', 'checkpoints_to_keep', 'eval_batch_size',
+# how it evaluates (the padding is masked), which other seeds train beside it and in which order
+# (a table's seeds vmapped or in turn round differently, nothing more), where it finds things
+# and how processes meet.
+NOT_THE_MATH = ('program', 'seeds', 'seeds_vectorized', 'num_epochs', 'log_every_steps', 'checkpoints_to_keep', 'eval_batch_size',
                 'steps_per_dispatch', 'compilation_cache', 'distributed', 'coordinator_address',
                 'num_processes', 'process_id', 'data.data_dir', 'data.download')
 

@@ -24,6 +24,7 @@ from ijckd_jax.frozen_model import FrozenModel, load_frozen_model, save_frozen_m
 from ijckd_jax.models import abstract_variables
 from ijckd_jax.training.loop import train_and_evaluate
 from ijckd_jax.training.progress import Progress
+from ijckd_jax.training.runs import Run
 from test_sources import folder_config, write_folder
 
 TEACHER_CONFIG = os.path.join(REPOSITORY, 'configs', 'cifar_teacher.py:resnet8')
@@ -350,7 +351,8 @@ def test_a_loss_that_explodes_stops_the_run_before_its_epoch_is_kept():
         def write_scalars(self, step, scalars):
             pass
 
-    progress = Progress(total_steps=10, step=0, global_batch_size=8, writers=[Silent()], every=100)
+    runs = [Run(config=None, workdir='', index=None, writer=Silent())]
+    progress = Progress(total_steps=10, step=0, global_batch_size=8, runs=runs, every=100)
     for loss in (2.0, 1500.0, 1999.0):  # within 1000× the first
         progress.record({'loss': loss})
     progress.flush()
@@ -358,7 +360,7 @@ def test_a_loss_that_explodes_stops_the_run_before_its_epoch_is_kept():
     with pytest.raises(Diverged, match=r'The loss is 2500 at step 4 \(over 2e\+03, 1000× the first\): the '
                                        'run diverged and stops. The checkpoint of the last finished epoch is kept'):
         progress.flush()
-    progress = Progress(total_steps=10, step=0, global_batch_size=8, writers=[Silent()], every=1)
+    progress = Progress(total_steps=10, step=0, global_batch_size=8, runs=runs, every=1)
     progress.record({'loss': 2.0})
     with pytest.raises(Diverged, match=r'The loss is nan at step 2 \(not finite\)'):
         progress.record({'loss': float('nan')})

@@ -5,15 +5,14 @@ until all three are good), build the jitted steps, then for each epoch train, ev
 (accuracy and the paper's error-bound terms), log and checkpoint; a run restarted on the same
 workdir resumes exactly from its latest checkpoint. With config.seeds, the seeds' runs train
 together, their state stacked over seeds, each logged, checkpointed and summarised in its own
-workdir/seed_{seed}.
+workdir/seed_{seed}. A comparison table (ijckd_jax/table.py) trains several methods on the
+same batches in one step, each method × seed a run of its own in workdir/METHOD/seed_{seed}.
 """
 import contextlib
 import functools
 import os
 import signal
 import threading
-from typing import Any, NamedTuple, Optional
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,13 +26,16 @@ from ijckd_jax.data import device as device_data
 from ijckd_jax.data.pipeline import Pipeline
 from ijckd_jax.errors import ConfigError
 from ijckd_jax.objectives import get_objective
+from ijckd_jax.table import (check_not_a_table, check_table_workdir, is_table, method_configs, record_table,
+                             table_runs, validate_table)
 from ijckd_jax.runtime import describe_arithmetic, describe_compilation_cache, matmul_precision
 from ijckd_jax.training import checkpoints
-from ijckd_jax.training.experiment import create_experiment, load_teacher
+from ijckd_jax.training.experiment import create_experiment, create_table_experiment, load_teacher
 from ijckd_jax.training.mesh import Mesh
 from ijckd_jax.training.metrics import create_writer
 from ijckd_jax.training.progress import Progress
-from ijckd_jax.training.steps import count_correct
+from ijckd_jax.training.runs import Run, assemble, listing, method_of, of_run, select
+from ijckd_jax.training.steps import count_correct, step_count
 from ijckd_jax.training.workdir import (History, WorkdirLock, check_belongs, export_student, flatten,
                                         record_run, summarize, write_summary)
 
@@ -44,48 +46,45 @@ compare_classifier_weights_over_seeds = jax.jit(jax.vmap(classifier_comparison, 
 
 def train_and_evaluate(config, workdir):
     """Trains the student of `config`, evaluating every epoch; returns the summary (for
-    config.seeds, one summary per seed, each run in workdir/seed_{seed})."""
+    config.seeds, one summary per seed, each run in workdir/seed_{seed}; for a table, one per
+    method × seed, method by method)."""
     if config.distributed:
         initialize_distributed(config)
-    validate_config(config, jax.device_count())
-    runs = seed_runs(config, workdir)
+    if is_table(config):
+        validate_table(config, jax.device_count())
+        check_table_workdir(workdir, config)
+        runs = [Run(*run) for run in table_runs(config, workdir)]
+    else:
+        validate_config(config, jax.device_count())
+        check_not_a_table(workdir)
+        runs = seed_runs(config, workdir)
     for run in runs:
         check_workdir_writable(run.workdir)
         check_belongs(run.workdir, run.config, jax.device_count())
     logging.info(describe_arithmetic(config.dtype, config.matmul_precision))
     logging.info(describe_compilation_cache())
     with matmul_precision(config.matmul_precision):
-        summaries = train_validated(config, runs)
-    return summaries if config.seeds else summaries[0]
-
-
-class SeedRun(NamedTuple):
-    """One seed's run: its config (config.seed its seed), its workdir, and its index in a
-    state stacked over seeds (None for a run alone); with a writer and checkpoints once started."""
-    config: Any
-    workdir: str
-    index: Optional[int]
-    writer: Any = None
-    manager: Any = None
+        summaries = train_validated(config, runs, workdir)
+    return summaries if len(runs) > 1 or runs[0].index is not None else summaries[0]
 
 
 def seed_runs(config, workdir):
     """The run of `config` in `workdir`; for config.seeds, each seed's in workdir/seed_{seed}."""
     if not config.seeds:
-        return [SeedRun(config, workdir, None)]
+        return [Run(config, workdir, None)]
     runs = []
     for index, seed in enumerate(config.seeds):
         seed_config = config.copy_and_resolve_references()
         seed_config.seed = seed
-        runs.append(SeedRun(seed_config, os.path.join(workdir, f'seed_{seed}'), index))
+        runs.append(Run(seed_config, os.path.join(workdir, f'seed_{seed}'), index))
     return runs
 
 
-def train_validated(config, runs):
+def train_validated(config, runs, workdir):
     """train_and_evaluate of a validated config, under its arithmetic precision."""
-    objective = get_objective(config.loss.name)
+    uses_teacher = any(get_objective(run.config.loss.name).uses_teacher for run in runs)
     pipeline = Pipeline(config, jax.process_index(), jax.process_count(), jax.device_count())
-    teacher_variables = load_teacher(config) if objective.uses_teacher else {}
+    teacher_variables = load_teacher(config) if uses_teacher else {}
     mesh = Mesh()
     device_split = place_training_data(config, pipeline, mesh)
     if config.seeds and jax.default_backend() == 'cpu':
@@ -96,18 +95,25 @@ def train_validated(config, runs):
                           'split held on the devices, but it does not fit there; train each seed in its '
                           'own run with --config.seed.')
     with contextlib.ExitStack() as locks:
+        if is_table(config):
+            os.makedirs(workdir, exist_ok=True)
+            record_table(workdir, config)
         for run in runs:
             os.makedirs(run.workdir, exist_ok=True)
             locks.enter_context(WorkdirLock(run.workdir))
             files.remove_abandoned(os.path.join(run.workdir, 'export'))
             record_run(run.workdir, run.config, jax.device_count(), pipeline.steps_per_epoch)
-        return train_in_workdirs(config, runs, objective, pipeline, device_split, mesh, teacher_variables)
+        return train_in_workdirs(config, runs, pipeline, device_split, mesh, teacher_variables)
 
 
-def train_in_workdirs(config, runs, objective, pipeline, device_split, mesh, teacher_variables):
+def train_in_workdirs(config, runs, pipeline, device_split, mesh, teacher_variables):
     """The runs themselves, once their workdirs are locked; returns their summaries."""
-    experiment = create_experiment(config, mesh, pipeline.steps_per_epoch, teacher_variables,
-                                   data_on_device=device_split is not None)
+    if is_table(config):
+        experiment = create_table_experiment(config, method_configs(config), mesh, pipeline.steps_per_epoch,
+                                             teacher_variables, data_on_device=device_split is not None)
+    else:
+        experiment = create_experiment(config, mesh, pipeline.steps_per_epoch, teacher_variables,
+                                       data_on_device=device_split is not None)
     runs = [run._replace(manager=checkpoints.checkpoint_manager(run.workdir, config.checkpoints_to_keep))
             for run in runs]
     state = restore(runs, experiment.state, mesh)  # a checkpoint that cannot be read stops the run here
@@ -125,56 +131,46 @@ def train_in_workdirs(config, runs, objective, pipeline, device_split, mesh, tea
         for run in runs:
             run.manager.wait_until_finished()
             run.writer.flush()
-    return [finish_run(run, history, select(state, run.index), objective, teacher_accuracy)
+    return [finish_run(run, history, select(state, run.index), teacher_accuracy)
             for run, history in zip(runs, histories)]
 
 
-def finish_run(run, history, state, objective, teacher_accuracy):
+def finish_run(run, history, state, teacher_accuracy):
     """Writes a run's summary (and the export of a model trained alone); returns the summary."""
     summary = summarize(history.entries, teacher_accuracy, run.config)
     logging.info('Done: best top-1 %.2f%% (epoch %d), last top-1 %.2f%%; summary in %s.',
                  summary['best_top1'], summary['best_epoch'] + 1, summary['last_top1'],
                  os.path.join(run.workdir, 'summary.json'))
     write_summary(run.workdir, summary)
-    if not objective.uses_teacher:
+    if not get_objective(run.config.loss.name).uses_teacher:
         export_student(state, run.config, run.workdir)
     run.manager.close()
     return summary
 
 
-def select(tree, index):
-    """One seed's part of a tree stacked over seeds; the tree itself for index None."""
-    return tree if index is None else jax.tree.map(lambda leaf: leaf[index], tree)
-
-
-def of_seed(values, index):
-    """{name: float} of one seed from evaluate's {name: array}."""
-    return {name: float(value if index is None else value[index]) for name, value in values.items()}
-
-
 def current_step(state):
-    """The state's step (each seed's, equal, for a state stacked over seeds)."""
-    return int(np.ravel(jax.device_get(state.step))[0])
+    """The state's step (each seed's and method's, equal, for runs trained together)."""
+    return int(np.ravel(jax.device_get(step_count(state)))[0])
 
 
 def restore(runs, state, mesh):
     """The runs' latest checkpoint, restored into the structure and shardings of `state`; None
-    when there is none. Seeds resume from their latest common step: a later one that a kill left
-    in some seeds only is removed (it is recomputed exactly)."""
+    when there is none. Runs trained together resume from their latest common step: a later one
+    that a kill left in some of them only is removed (it is recomputed exactly)."""
     if runs[0].index is None:
         return checkpoints.restore(runs[0].manager, state, runs[0].manager.latest_step())
     common = set.intersection(*(set(run.manager.all_steps()) for run in runs))
     step = max(common, default=None)
     for run in runs:
         for later in [saved for saved in run.manager.all_steps() if step is None or saved > step]:
-            logging.warning('Removing checkpoint %d of %s: the other seeds have not saved it.', later,
+            logging.warning('Removing checkpoint %d of %s: the runs trained with it have not all saved it.', later,
                             run.workdir)
             run.manager.delete(later)
     if step is None:
         return None
-    seeds = [checkpoints.restore(run.manager, select(state, run.index), step) for run in runs]
-    return jax.jit(lambda seeds: jax.tree.map(lambda *leaves: jnp.stack(leaves), *seeds),
-                   out_shardings=mesh.replicated)(seeds)
+    parts = [checkpoints.restore(run.manager, select(state, run.index), step) for run in runs]
+    indices = [run.index for run in runs]
+    return jax.jit(lambda parts: assemble(parts, indices), out_shardings=mesh.replicated)(parts)
 
 
 def initialize_distributed(config):
@@ -229,7 +225,7 @@ def evaluate_teacher(experiment, config, pipeline, mesh, runs, step):
         return None, None
     logits = [experiment.teacher_logits_step(experiment.teacher_variables, *mesh.shard(images))
               for images, _, _ in pipeline.evaluation()]
-    accuracy = of_seed(evaluate(count_hits, pipeline.evaluation(), mesh, logits), None)
+    accuracy = of_run(evaluate(count_hits, pipeline.evaluation(), mesh, logits), None)
     logging.info('Teacher %s: top-1 %.2f%%, top-5 %.2f%%.', config.teacher.model, accuracy['top1'],
                  accuracy['top5'])
     for run in runs:
@@ -243,7 +239,19 @@ def count_hits(images, labels, mask, logits):
     return count_correct(logits, labels, mask)
 
 
-def compare_classifiers(distiller, objective, state, teacher_variables, over_seeds):
+def compare_classifiers(experiment, state, over_seeds):
+    """Each member's comparison_of_classifiers, named 'METHOD/NAME' in a table."""
+    comparison = {}
+    for member in experiment.members:
+        values = comparison_of_classifiers(member.distiller, get_objective(member.objective_name),
+                                           select(state, (member.method, None)), experiment.teacher_variables,
+                                           over_seeds)
+        comparison.update({name if member.method is None else f'{member.method}/{name}': value
+                           for name, value in values.items()})
+    return comparison
+
+
+def comparison_of_classifiers(distiller, objective, state, teacher_variables, over_seeds):
     """‖W_t − W_s‖_F and their cosine (arrays, [seeds] `over_seeds`), where the student predicts
     with a classifier of its own of the teacher classifier's shape; {} elsewhere."""
     if distiller.teacher is None or objective.evaluation_classifier != 'student':
@@ -312,25 +320,22 @@ def train_epochs(config, experiment, state, pipeline, device_split, mesh, runs, 
     steps_per_epoch = pipeline.steps_per_epoch
     step = current_step(state)
     histories = [History(run.workdir, step // steps_per_epoch) for run in runs]
-    progress = Progress(steps_per_epoch * config.num_epochs, step, config.global_batch_size,
-                        [run.writer for run in runs], config.log_every_steps,
-                        [None if run.index is None else run.config.seed for run in runs])
-    objective = get_objective(config.loss.name)
+    progress = Progress(steps_per_epoch * config.num_epochs, step, config.global_batch_size, runs,
+                        config.log_every_steps)
     for epoch in range(step // steps_per_epoch, config.num_epochs):
         state = train_epoch(config, experiment, state, pipeline, device_split, mesh, epoch, progress, stop)
         progress.flush()
         step = current_step(state)
         accuracy = evaluate(functools.partial(experiment.eval_step, state, experiment.teacher_variables),
                             pipeline.evaluation(), mesh, teacher_logits)
-        accuracy.update(compare_classifiers(experiment.distiller, objective, state,
-                                            experiment.teacher_variables, bool(config.seeds)))
-        for run, history in zip(runs, histories):
-            seed_accuracy = of_seed(accuracy, run.index)
-            history.append({'epoch': epoch, 'step': step, **seed_accuracy})
-            run.writer.write_scalars(step, {f'test_{name}': value for name, value in seed_accuracy.items()})
-            checkpoints.save(run.manager, select(state, run.index), seed_accuracy)
+        accuracy.update(compare_classifiers(experiment, state, bool(config.seeds)))
+        run_accuracies = [of_run(accuracy, run.index) for run in runs]
+        for run, history, run_accuracy in zip(runs, histories, run_accuracies):
+            history.append({'epoch': epoch, 'step': step, **run_accuracy})
+            run.writer.write_scalars(step, {f'test_{name}': value for name, value in run_accuracy.items()})
+            checkpoints.save(run.manager, select(state, run.index), run_accuracy)
         logging.info('Epoch %d/%d: test top-1 %s%%, top-5 %s%%.', epoch + 1, config.num_epochs,
-                     ' '.join(f'{value:.2f}' for value in np.ravel(accuracy['top1'])),
-                     ' '.join(f'{value:.2f}' for value in np.ravel(accuracy['top5'])))
+                     listing([values['top1'] for values in run_accuracies], runs, 2),
+                     listing([values['top5'] for values in run_accuracies], runs, 2))
         stop.check()
     return state, histories

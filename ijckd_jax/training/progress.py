@@ -7,6 +7,7 @@ import numpy as np
 from absl import logging
 
 from ijckd_jax.errors import Diverged
+from ijckd_jax.training.runs import label, listing, of_run
 
 # A loss this many times the run's first (or 1, if larger) is taken for divergence: an
 # exploding run grows by orders of magnitude within a few steps; a healthy one falls or wobbles.
@@ -15,15 +16,16 @@ DIVERGENCE_FACTOR = 1000.0
 
 class Progress:
     """Keeps step metrics on the device; every few steps, one host sync logs them with speed
-    and ETA, and stops a diverged run before its epoch is evaluated or checkpointed. For seeds
-    trained together the metrics carry a seed axis, and each seed has its writer."""
+    and ETA, and stops a diverged run before its epoch is evaluated or checkpointed. Each run
+    trained together (seeds, a table's methods) has its writer and its part of the metrics
+    (runs.values_of)."""
 
-    def __init__(self, total_steps, step, global_batch_size, writers, every, seeds=(None,)):
-        self.total_steps, self.step, self.batch, self.writers, self.every, self.seeds = (
-            total_steps, step, global_batch_size, writers, every, seeds)
+    def __init__(self, total_steps, step, global_batch_size, runs, every):
+        self.total_steps, self.step, self.batch, self.runs, self.every = (
+            total_steps, step, global_batch_size, runs, every)
         self.pending = []
         self.window_start = time.time()
-        self.first_losses = [None] * len(seeds)
+        self.first_losses = [None] * len(runs)
 
     def record(self, metrics, count=1):
         """The metrics of one step, or of `count` steps stacked by one dispatch."""
@@ -37,35 +39,37 @@ class Progress:
     def flush(self):
         if not self.pending:
             return
-        # One row per step, each metric one value per seed.
-        values = [{name: np.atleast_1d(value) for name, value in step_metrics.items()}
-                  for metrics, count in jax.device_get(self.pending)
-                  for step_metrics in (unstack(metrics, count) if count > 1 else [metrics])]
-        first_step = self.step - len(values) + 1
-        for offset, metrics in enumerate(values):
-            for index, loss in enumerate(metrics['loss']):
-                self.check_loss(float(loss), first_step + offset, index)
-        means = {name: np.mean([metrics[name] for metrics in values], axis=0) for name in values[0]}
-        for index, writer in enumerate(self.writers):
-            writer.write_scalars(self.step, {name: float(value[index]) for name, value in means.items()})
+        steps = [step_metrics for metrics, count in jax.device_get(self.pending)
+                 for step_metrics in (unstack(metrics, count) if count > 1 else [metrics])]
+        # Per run, one row of floats per step.
+        rows = [[of_run(step_metrics, run.index) for step_metrics in steps] for run in self.runs]
+        first_step = self.step - len(steps) + 1
+        for index, run_rows in enumerate(rows):
+            for offset, metrics in enumerate(run_rows):
+                self.check_loss(metrics['loss'], first_step + offset, index)
+        means = [{name: float(np.mean([row[name] for row in run_rows])) for name in run_rows[0]}
+                 for run_rows in rows]
+        for run, run_means in zip(self.runs, means):
+            run.writer.write_scalars(self.step, run_means)
         now = time.time()
-        rate = len(values) * self.batch / max(now - self.window_start, 1e-9)
+        rate = len(steps) * self.batch / max(now - self.window_start, 1e-9)
         remaining = (self.total_steps - self.step) * self.batch / max(rate, 1e-9)
         logging.info('step %d/%d  loss %s  %.1f images/s  ETA %s', self.step, self.total_steps,
-                     ' '.join(f'{loss:.4f}' for loss in means['loss']), rate,
+                     listing([run_means['loss'] for run_means in means], self.runs, 4), rate,
                      time.strftime('%H:%M:%S', time.gmtime(remaining)))
         self.pending, self.window_start = [], now
 
     def check_loss(self, loss, step, index):
-        """Raises Diverged for a loss of seed `index` that is not finite or beyond
+        """Raises Diverged for a loss of run `index` that is not finite or beyond
         DIVERGENCE_FACTOR × its first."""
         if self.first_losses[index] is None and np.isfinite(loss):
             self.first_losses[index] = loss
         bound = DIVERGENCE_FACTOR * max(abs(self.first_losses[index] or 0.0), 1.0)
         if not np.isfinite(loss) or loss > bound:
             why = 'not finite' if not np.isfinite(loss) else f'over {bound:.3g}, {DIVERGENCE_FACTOR:g}× the first'
-            seed = '' if self.seeds[index] is None else f' of seed {self.seeds[index]}'
-            raise Diverged(f'The loss{seed} is {loss:.4g} at step {step} ({why}): the run diverged and stops. '
+            run = label(self.runs[index])
+            run = f' of {run}' if run else ''
+            raise Diverged(f'The loss{run} is {loss:.4g} at step {step} ({why}): the run diverged and stops. '
                            'The checkpoint of the last finished epoch is kept; lower the learning rate '
                            'or check the data and the teacher.')
 

@@ -367,3 +367,119 @@ def plot_accuracy(runs, histories, path):
         figure.savefig(path, format='png', dpi=120)
     except OSError as error:
         raise ReportError(f'Cannot write {path}: {error.strerror or error}.') from error
+
+
+class TableRow(NamedTuple):
+    """One method of a comparison table (ijckd_jax/table.py) over its seeds."""
+    method: str
+    seeds: str         # 'finished of trained'
+    best_top1: str
+    last_top1: str
+    per_seed: str      # each seed's best top-1
+    difference: str    # the paired difference of best top-1 from the baseline's, mean ± std
+    ahead: str         # 'k of n': seeds on which the method's best top-1 beats the baseline's
+    paper: str
+
+
+def is_table_directory(path):
+    """Whether `path` is a comparison table's workdir (it holds table.json)."""
+    return os.path.isfile(os.path.join(path, 'table.json'))
+
+
+def load_table(directory):
+    """(methods, seeds, {method: {seed: Run}}) of a table's finished runs."""
+    record = read_json(os.path.join(directory, 'table.json'))
+    if not (isinstance(record, dict) and isinstance(record.get('methods'), list)
+            and isinstance(record.get('seeds'), list)):
+        raise ReportError(f"{os.path.join(directory, 'table.json')} is malformed: it needs lists of methods "
+                          'and seeds.')
+    methods, seeds = record['methods'], record['seeds']
+    runs = {method: {} for method in methods}
+    for method in methods:
+        for seed in seeds:
+            run_directory = os.path.join(directory, method, f'seed_{seed}')
+            if os.path.isfile(os.path.join(run_directory, 'summary.json')):
+                runs[method][seed] = read_run(run_directory)
+    if not any(runs.values()):
+        raise ReportError(f'{directory} is a comparison table with no finished run yet (summary.json is '
+                          'written when training ends).')
+    return methods, seeds, runs
+
+
+def signed(values):
+    """mean_and_deviation with the mean's sign: '+0.32 ± 0.10'."""
+    text = mean_and_deviation(values)
+    return text if text.startswith('-') else f'+{text}'
+
+
+def summarize_table(methods, seeds, runs, baseline):
+    """One TableRow per method; the paired differences against `baseline` (None: none)."""
+    rows = []
+    for method in methods:
+        finished = [runs[method][seed] for seed in seeds if seed in runs[method]]
+        if not finished:
+            rows.append(TableRow(method, f'0 of {len(seeds)}', DASH, DASH, DASH, DASH, DASH, DASH))
+            continue
+        paired = [runs[method][seed].best_top1 - runs[baseline][seed].best_top1
+                  for seed in seeds if baseline is not None and seed in runs[method] and seed in runs[baseline]]
+        compared = paired and method != baseline
+        paper = paper_top1(finished[0].setting)
+        rows.append(TableRow(
+            method, f'{len(finished)} of {len(seeds)}',
+            mean_and_deviation([run.best_top1 for run in finished]),
+            mean_and_deviation([run.last_top1 for run in finished]),
+            ' '.join(f'{run.best_top1:.2f}' for run in finished),
+            signed(paired) if compared else DASH,
+            f'{sum(difference > 0 for difference in paired)} of {len(paired)}' if compared else DASH,
+            DASH if paper is None else f'{paper:.2f}'))
+    return rows
+
+
+def format_table_rows(rows, baseline):
+    """A table's rows as a Markdown table."""
+    versus = f' vs {baseline}' if baseline else ''
+    header = ('method', 'seeds', 'best top-1', 'last top-1', 'best top-1 per seed',
+              f'paired Δ best{versus}', f'ahead of {baseline or DASH}', 'paper')
+    right_aligned = (False, True, True, True, True, True, True, True)
+    cells = [header] + [tuple(row) for row in rows]
+    widths = [max(len(line[column]) for line in cells) for column in range(len(header))]
+
+    def format_line(line):
+        return '| ' + ' | '.join(cell.rjust(width) if right else cell.ljust(width)
+                                 for cell, width, right in zip(line, widths, right_aligned)) + ' |'
+    rule = '|' + '|'.join('-' * (width + 1) + ':' if right else '-' * (width + 2)
+                          for width, right in zip(widths, right_aligned)) + '|'
+    return '\n'.join([format_line(header), rule] + [format_line(line) for line in cells[1:]])
+
+
+def plot_table(methods, seeds, runs, path):
+    """Writes a PNG with one column per method: each seed's best top-1 as a point (a seed keeps
+    its marker across methods, so pairs can be followed) and the mean as a bar."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(1.6 * len(methods) + 2, 5), layout='constrained')
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    markers, labelled = 'osD^v<>Xp*', set()
+    for column, method in enumerate(methods):
+        finished = [(seed, runs[method][seed].best_top1) for seed in seeds if seed in runs[method]]
+        for seed, top1 in finished:
+            position = seeds.index(seed)
+            axes.scatter(column + 0.08 * (position - (len(seeds) - 1) / 2), top1, color='C0', zorder=3,
+                         marker=markers[position % len(markers)],
+                         label=None if seed in labelled else f'seed {seed}')
+            labelled.add(seed)
+        if finished:
+            axes.hlines(statistics.mean(top1 for _, top1 in finished), column - 0.3, column + 0.3, color='C3',
+                        linewidth=2, label=None if 'mean' in labelled else 'mean')
+            labelled.add('mean')
+    axes.set_xticks(range(len(methods)), methods)
+    axes.set_ylabel('best test top-1 (%)')
+    axes.set_title('Comparison table: each seed and the mean')
+    axes.grid(alpha=0.3, axis='y')
+    axes.legend(fontsize='small')
+    try:
+        figure.savefig(path, format='png', dpi=120)
+    except OSError as error:
+        raise ReportError(f'Cannot write {path}: {error.strerror or error}.') from error

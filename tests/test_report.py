@@ -203,3 +203,43 @@ def test_the_cli_exits_2_naming_bad_input(tmp_path):
     result = run_cli(str(tmp_path / 'run'), '--plot', str(tmp_path / 'accuracy.png'))
     assert result.returncode == 2 and 'history.json is malformed' in result.stderr
     assert not (tmp_path / 'accuracy.png').exists()
+
+
+def write_table(directory, best_top1s):
+    """A comparison table's workdir: table.json and, per method, a run for each seed given a
+    best top-1 (None: not finished)."""
+    seeds = range(len(next(iter(best_top1s.values()))))
+    os.makedirs(directory)
+    with open(os.path.join(directory, 'table.json'), 'w') as file:
+        json.dump({'methods': list(best_top1s), 'seeds': list(seeds), 'config': {}}, file)
+    for method, values in best_top1s.items():
+        settings = dict(objective=method, loss=dict(IJCKD_DEFAULTS) if method == 'ijckd' else {'name': method},
+                        connector='1x1' if method == 'ijckd' else None, teacher=None if method == 'ce' else 'resnet32x4')
+        for seed, best in zip(seeds, values):
+            if best is not None:
+                write_run(os.path.join(directory, method, f'seed_{seed}'), best_top1=best, last_top1=best - 1,
+                          seed=seed, **settings)
+    return str(directory)
+
+
+@pytest.mark.quick
+def test_a_table_reports_paired_differences_against_its_baseline(tmp_path):
+    table = write_table(tmp_path / 'table', {'ce': [72.5, 74.5, 71.0], 'kd': [73.0, 74.0, 72.0],
+                                             'ijckd': [76.0, 75.5, None]})
+    result = run_cli(table, '--plot', str(tmp_path / 'table.png'))
+    assert result.returncode == 0, result.stderr
+    rows = [[cell.strip() for cell in line.strip('|').split('|')] for line in result.stdout.splitlines()]
+    assert rows[0] == ['method', 'seeds', 'best top-1', 'last top-1', 'best top-1 per seed', 'paired Δ best vs kd',
+                       'ahead of kd', 'paper']
+    # By hand: ce − kd per seed −0.5, +0.5, −1.0: mean −0.33, sample std 0.76; ijckd − kd on the
+    # two seeds it finished, +3.0 and +1.5: mean 2.25, sample std 1.06.
+    assert rows[2:] == [
+        ['ce', '3 of 3', '72.67 ± 1.76', '71.67 ± 1.76', '72.50 74.50 71.00', '-0.33 ± 0.76', '1 of 3', '72.50'],
+        ['kd', '3 of 3', '73.00 ± 1.00', '72.00 ± 1.00', '73.00 74.00 72.00', '—', '—', '73.33'],
+        ['ijckd', '2 of 3', '75.75 ± 0.35', '74.75 ± 0.35', '76.00 75.50', '+2.25 ± 1.06', '2 of 2', '76.52']]
+    assert (tmp_path / 'table.png').read_bytes().startswith(PNG_SIGNATURE)
+    against_ce = run_cli(table, '--baseline', 'ce')  # ijckd − ce: +3.5, +1.0
+    assert [cell.strip() for cell in against_ce.stdout.splitlines()[4].split('|')[6:8]] == ['+2.25 ± 1.77', '2 of 2']
+    unknown = run_cli(table, '--baseline', 'simkd')
+    assert (unknown.returncode, unknown.stdout) == (2, '')
+    assert unknown.stderr == 'error: --baseline simkd is not a method of this table; its methods: ce, kd, ijckd.\n'

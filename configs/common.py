@@ -10,6 +10,7 @@ import ml_collections
 from ijckd_jax.connectors import check_connector_name
 from ijckd_jax.models import check_model_name
 from ijckd_jax.objectives import get_objective, resolve_settings
+from ijckd_jax.training.workdir import flatten
 
 CIFAR100 = dict(dataset='cifar100', in_memory=True, num_classes=100, image_size=32, train_split='train',
                 eval_split='test', mean=(0.5071, 0.4867, 0.4408), std=(0.2675, 0.2565, 0.2761))
@@ -178,18 +179,9 @@ def table_config(configs, methods):
     table.method_settings = ml_collections.ConfigDict(
         {method: dict(loss=config.loss.to_dict(), connector=config.connector.to_dict())
          for method, config in configs.items()})
-    # The table's seeds (config.seeds) vmapped in one step, or trained one after another in it
-    # ('map'); 'auto': vmapped on accelerators, in turn on a CPU, where that measured faster.
+    # The table's seeds (config.seeds) vmapped in one step ('vmap'), or stepped one after another
+    # in it ('in_turn'); 'auto': vmapped on accelerators, in turn on a CPU, where that measured
+    # faster (bench/RESULTS.md).
     table.seeds_vectorized = 'auto'
     return table
 
-
-def flatten(tree, prefix=''):
-    """{'a.b': value} of nested dicts."""
-    items = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            items.update(flatten(value, f'{prefix}{key}.'))
-        else:
-            items[f'{prefix}{key}'] = value
-    return items

@@ -19,7 +19,7 @@ from ijckd_jax.training.workdir import math_fields, read_json
 
 TABLE = 'table.json'
 TABLE_FIELDS = ('methods', 'method_settings', 'seeds_vectorized')
-SEEDS_VECTORIZED = ('auto', 'vmap', 'map')
+SEEDS_VECTORIZED = ('auto', 'vmap', 'in_turn')
 
 
 def is_table(config):

@@ -14,7 +14,7 @@ from ijckd_jax.errors import SavedModelError
 from ijckd_jax.frozen_model import load_frozen_model
 from ijckd_jax.objectives import resolve_settings
 from ijckd_jax.training import steps
-from ijckd_jax.training.state import TrainState, create_optimizer, create_train_state
+from ijckd_jax.training.state import create_optimizer, create_train_state
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
@@ -133,11 +133,11 @@ def jit_on_device(one_step):
 
 def over_seeds_evaluation(evaluation, vectorized=True):
     """An eval step for a state stacked over seeds, vmapped or one seed after another
-    (steps.over_seeds); the batch and teacher logits shared."""
+    (steps.in_turn); the batch and teacher logits shared."""
     def evaluated(state, *batch):
-        if vectorized:
-            return jax.vmap(lambda state: evaluation(state, *batch))(state)
-        return jax.lax.map(lambda state: evaluation(state, *batch), state)
+        def one(state):
+            return evaluation(state, *batch)
+        return (jax.vmap(one) if vectorized else steps.in_turn(one))(state)
     return evaluated
 
 

@@ -30,11 +30,11 @@ from ijckd_jax.table import (check_not_a_table, check_table_workdir, is_table, m
                              table_runs, validate_table)
 from ijckd_jax.runtime import describe_arithmetic, describe_compilation_cache, matmul_precision
 from ijckd_jax.training import checkpoints
-from ijckd_jax.training.experiment import create_experiment, create_table_experiment, load_teacher
+from ijckd_jax.training.experiment import create_experiment, create_table_experiment, load_teacher, vectorize_seeds
 from ijckd_jax.training.mesh import Mesh
 from ijckd_jax.training.metrics import create_writer
 from ijckd_jax.training.progress import Progress
-from ijckd_jax.training.runs import Run, assemble, listing, method_of, of_run, select
+from ijckd_jax.training.runs import Run, assemble, listing, of_run, select
 from ijckd_jax.training.steps import count_correct, step_count
 from ijckd_jax.training.workdir import (History, WorkdirLock, check_belongs, export_student, flatten,
                                         record_run, summarize, write_summary)
@@ -87,15 +87,15 @@ def train_validated(config, runs, workdir):
     teacher_variables = load_teacher(config) if uses_teacher else {}
     mesh = Mesh()
     device_split = place_training_data(config, pipeline, mesh)
-    if config.seeds and jax.default_backend() == 'cpu':
-        logging.warning('Seeds trained together on a CPU are slower than one after another (5 seeds took '
-                        '15x one seed\'s step: bench/RESULTS.md); consider separate runs with --config.seed.')
+    if config.seeds and jax.default_backend() == 'cpu' and (not is_table(config) or vectorize_seeds(config)):
+        logging.warning('Seeds vmapped on a CPU are slower than one after another (5 seeds took 15x one '
+                        'seed\'s step: bench/RESULTS.md); consider separate runs with --config.seed.')
     if config.seeds and device_split is None:
         raise ConfigError(f'config.seeds={config.seeds!r} trains the seeds together from the training '
                           'split held on the devices, but it does not fit there; train each seed in its '
                           'own run with --config.seed.')
     with contextlib.ExitStack() as locks:
-        if is_table(config):
+        if is_table(config) and jax.process_index() == 0:
             os.makedirs(workdir, exist_ok=True)
             record_table(workdir, config)
         for run in runs:

@@ -81,15 +81,24 @@ def step_count(state):
 def over_seeds(step, vectorized=True):
     """A step on the split held on the devices, for a state, an order and a seed stacked over
     seeds (the teacher and the split shared): runs of several seeds in one dispatch, vmapped
-    (`vectorized`) or one seed after another (lax.map: on a CPU, vmapped convolutions are slower
-    than the seeds' steps in turn; bench/RESULTS.md)."""
+    (`vectorized`) or one seed after another (in_turn)."""
     def stepped(state, teacher_variables, split_images, split_labels, order, seed):
         def one(state, order, seed):
             return step(state, teacher_variables, split_images, split_labels, order, seed)
-        if vectorized:
-            return jax.vmap(one)(state, order, seed)
-        return jax.lax.map(lambda inputs: one(*inputs), (state, order, seed))
+        return (jax.vmap(one) if vectorized else in_turn(one))(state, order, seed)
     return stepped
+
+
+def in_turn(function):
+    """`function` over the leading axis of its arguments' leaves, one slice after another,
+    unrolled in the program: vmap's results without batching the convolutions, which XLA's
+    CPU backend runs slowly as grouped convolutions. (lax.map does the same in a loop, but
+    XLA:CPU took minutes to compile a train step inside one: bench/RESULTS.md.)"""
+    def mapped(*arguments):
+        count = jax.tree.leaves(arguments)[0].shape[0]
+        results = [function(*jax.tree.map(lambda leaf: leaf[index], arguments)) for index in range(count)]
+        return jax.tree.map(lambda *leaves: jnp.stack(leaves), *results)
+    return mapped
 
 
 def scan_steps(step, count):

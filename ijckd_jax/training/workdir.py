@@ -21,8 +21,8 @@ LOCK = '.lock'
 # how it evaluates (the padding is masked), which other seeds train beside it and in which order
 # (a table's seeds vmapped or in turn round differently, nothing more), where it finds things
 # and how processes meet.
-NOT_THE_MATH = ('program', 'seeds', 'seeds_vectorized', 'num_epochs', 'log_every_steps', 'checkpoints_to_keep', 'eval_batch_size',
-                'steps_per_dispatch', 'compilation_cache', 'distributed', 'coordinator_address',
+NOT_THE_MATH = ('program', 'seeds', 'seeds_vectorized', 'num_epochs', 'log_every_steps', 'checkpoints_to_keep',
+                'eval_batch_size', 'steps_per_dispatch', 'compilation_cache', 'distributed', 'coordinator_address',
                 'num_processes', 'process_id', 'data.data_dir', 'data.download')
 
 

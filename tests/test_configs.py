@@ -15,6 +15,7 @@ from ijckd_jax.config import validate_config
 from ijckd_jax.errors import DataUnavailable
 from ijckd_jax.distillation import build_distiller, forward, init_trainable
 from ijckd_jax.objectives import get_objective
+from ijckd_jax.table import is_table, method_configs, validate_table
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The config files main.py takes; configs/common.py and __init__.py are what they share.
@@ -42,6 +43,7 @@ def test_the_papers_experiments_are_all_variants():
     assert len(names['cifar_teacher_classifier.py']) == 4   # Table 6
     assert len(names['cifar_ijckd_joint.py']) == 2          # Table 7
     assert names['imagenet_ijckd.py'] == ['resnet34-resnet18', 'resnet50-MobileNetV1']  # Table 5
+    assert names['cifar_table.py'] == names['cifar_kd.py']  # Table 1's pairs, every method at once
 
 
 @functools.cache
@@ -67,11 +69,23 @@ def placeholder_teacher(directory, config):
 
 @pytest.mark.parametrize('file, variant', VARIANTS)
 def test_variant_builds_and_shapes_agree(file, variant, tmp_path):
+    """Each variant validates and its modules' shapes fit; a comparison table's, each of its methods'."""
     config = load(os.path.join(REPOSITORY, 'configs', file)).get_config(variant)
-    objective = get_objective(config.loss.name)
-    if objective.uses_teacher:
+    if is_table(config):
+        config.teacher.checkpoint = placeholder_teacher(tmp_path / 'teacher', config)
+        validate_table(config, device_count=1)
+        for method_config in method_configs(config).values():
+            check_shapes(method_config)
+        return
+    if get_objective(config.loss.name).uses_teacher:
         config.teacher.checkpoint = placeholder_teacher(tmp_path / 'teacher', config)
     validate_config(config, device_count=1)
+    check_shapes(config)
+
+
+def check_shapes(config):
+    """The student's logits, and the connector's features against the teacher's, as the objective needs."""
+    objective = get_objective(config.loss.name)
     distiller = build_distiller(config.loss.name, config.student.model, config.teacher.model or None,
                                 config.data.num_classes, config.connector.kind, config.connector.factor,
                                 config.data.image_size)

@@ -214,7 +214,8 @@ def write_table(directory, best_top1s):
         json.dump({'methods': list(best_top1s), 'seeds': list(seeds), 'config': {}}, file)
     for method, values in best_top1s.items():
         settings = dict(objective=method, loss=dict(IJCKD_DEFAULTS) if method == 'ijckd' else {'name': method},
-                        connector='1x1' if method == 'ijckd' else None, teacher=None if method == 'ce' else 'resnet32x4')
+                        connector='1x1' if method == 'ijckd' else None,
+                        teacher=None if method == 'ce' else 'resnet32x4')
         for seed, best in zip(seeds, values):
             if best is not None:
                 write_run(os.path.join(directory, method, f'seed_{seed}'), best_top1=best, last_top1=best - 1,

@@ -6,12 +6,15 @@
     python bench/step.py --pair resnet32x4-resnet8x4 --data-on-device     # batches drawn in the step
     python bench/step.py --input --batch 64          # the input alone: host pipeline vs on the device
     python bench/step.py --data-on-device --seeds 5  # 5 seeds in one step vs 5 PyTorch steps
+    python bench/step.py --table ce,kd,srrl,simkd,ijckd  # a comparison table's step vs its methods' own
 
 Same architectures (ijckd_jax.torch_models), same loss (the paper's PyTorch algorithms),
 same update (torch.optim.SGD, Nesterov, weight decay). After warm-up the two steps run in
 alternation, so that both see the same machine state; the median of each is reported with
 images/s and the ratio ours / PyTorch (below 1 means we are faster). Compile time is
-reported separately. Benchmarks are not tests: nothing asserts a time.
+reported separately. --table compares ours with ours instead: the table's one step for all
+its methods against each method's own step, in alternation. Benchmarks are not tests:
+nothing asserts a time.
 """
 import argparse
 import functools
@@ -24,13 +27,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from configs import cifar_table
 from configs.common import cifar_distillation_config
 from ijckd_jax.convert import convert_state_dict
 from ijckd_jax.data.device import draw_batch, epoch_order, place_split
 from ijckd_jax.data.pipeline import train_batches
 from ijckd_jax.data.split import Split
 from ijckd_jax.torch_models import create_torch_model, torch_classifier
-from ijckd_jax.training.experiment import create_experiment
+from ijckd_jax.objectives import get_objective
+from ijckd_jax.table import method_configs
+from ijckd_jax.training.experiment import create_experiment, create_table_experiment, vectorize_seeds
 from ijckd_jax.training.mesh import Mesh
 
 SUPPORTED = ('ce', 'kd', 'srrl', 'simkd', 'ijckd')
@@ -54,6 +60,11 @@ def parse_arguments():
     parser.add_argument('--seeds', type=int, default=1,
                         help='with --data-on-device: our step trains this many seeds at once (vmapped), '
                              'PyTorch runs its step once per seed')
+    parser.add_argument('--table', default='',
+                        help="methods, e.g. 'ce,kd,srrl,simkd,ijckd': a comparison table's step for all of them "
+                             "(configs/cifar_table.py) against each method's own step")
+    parser.add_argument('--seeds-vectorized', default='auto', choices=('auto', 'vmap', 'in_turn'),
+                        help="with --table and --seeds: the table's seeds vmapped or in turn (config.seeds_vectorized)")
     arguments = parser.parse_args()
     if arguments.seeds > 1 and not arguments.data_on_device:
         parser.error('--seeds trains seeds together from the split on the devices: add --data-on-device')
@@ -210,6 +221,8 @@ def main():
     arguments = parse_arguments()
     print(f'jax {jax.__version__} on {jax.devices()[0].device_kind} ×{jax.device_count()}, '
           f'torch {torch.__version__} with {torch.get_num_threads()} threads')
+    if arguments.table:
+        return benchmark_table(arguments)
     print('| pair | step | batch | dtype | ours | PyTorch | ours / PyTorch | compile | peak RSS |')
     print('| --- | --- | --- | --- | --- | --- | --- | --- | --- |')
     if arguments.input:
@@ -250,6 +263,69 @@ def main():
             for _ in range(arguments.seeds):
                 torch_step(torch_images, torch_labels)
     compare(arguments, ours, theirs)
+
+
+def benchmark_table(arguments):
+    """The table's step against the sum of its methods' own steps, in alternation in this
+    process, and what XLA allocates for each (arguments, outputs and temporaries)."""
+    teacher, _, student = arguments.pair.rpartition('-')
+    table = cifar_table.get_config(f'{teacher}-{student}')
+    table.methods, table.seeds_vectorized, table.dtype = arguments.table, arguments.seeds_vectorized, arguments.dtype
+    table.global_batch_size = table.eval_batch_size = arguments.batch
+    table.seeds = tuple(range(arguments.seeds)) if arguments.seeds > 1 else ()
+    configs = method_configs(table)
+    for config in configs.values():
+        config.seeds = table.seeds
+    mesh = Mesh()
+    _, teacher_variables = teacher_weights(table)
+    experiments = {'table': create_table_experiment(table, configs, mesh, STEPS_PER_EPOCH, teacher_variables,
+                                                    data_on_device=arguments.data_on_device)}
+    for method, config in configs.items():
+        uses_teacher = get_objective(config.loss.name).uses_teacher
+        experiments[method] = create_experiment(config, mesh, STEPS_PER_EPOCH,
+                                                teacher_variables if uses_teacher else {},
+                                                data_on_device=arguments.data_on_device)
+    images, labels = random_batch(table, arguments.batch)
+    inputs = mesh.shard(images, labels)
+    if arguments.data_on_device:
+        split = place_split(cifar_sized_split(table.data.image_size, table.data.num_classes), mesh)
+        inputs = (*split, epoch_order(split, 0, mesh, experiments['table'].seeds), experiments['table'].seeds)
+    states = {name: experiment.state for name, experiment in experiments.items()}
+    compiled, compile_seconds = {}, {}
+    for name, experiment in experiments.items():
+        start = time.perf_counter()
+        compiled[name] = experiment.train_step.lower(states[name], experiment.teacher_variables, *inputs).compile()
+        compile_seconds[name] = time.perf_counter() - start
+
+    def step(name):
+        states[name], metrics = compiled[name](states[name], experiments[name].teacher_variables, *inputs)
+        jax.block_until_ready(metrics)
+
+    for _ in range(2):
+        for name in experiments:
+            step(name)
+    times = {name: [] for name in experiments}
+    for _ in range(arguments.repeats):
+        for name in experiments:
+            times[name].append(time_call(functools.partial(step, name)))
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    separate = sum(medians[method] for method in configs)
+    mode = 'vmapped' if vectorize_seeds(table) else 'in turn'
+    seeds = f' ×{arguments.seeds} seeds ({mode})' if arguments.seeds > 1 else ''
+    print(f'| step of {arguments.pair}{seeds}, batch {arguments.batch} | median | compile | XLA memory |')
+    print('| --- | --- | --- | --- |')
+    for name in experiments:
+        print(f'| {name} | {medians[name] * 1000:.0f} ms | {compile_seconds[name]:.1f} s '
+              f'| {step_memory(compiled[name]):.0f} MiB |')
+    print(f'| sum of separate steps | {separate * 1000:.0f} ms | | |')
+    print(f'table / sum of separate steps: {medians["table"] / separate:.2f}')
+
+
+def step_memory(compiled):
+    """MiB XLA allocates for one compiled train step: arguments, outputs and temporaries."""
+    analysis = compiled.memory_analysis()
+    total = analysis.argument_size_in_bytes + analysis.output_size_in_bytes + analysis.temp_size_in_bytes
+    return total / 2**20
 
 
 def cifar_sized_split(size=32, classes=100):

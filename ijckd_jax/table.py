@@ -62,6 +62,7 @@ def method_config(table, method):
     """The config of `method` trained alone: the table's shared fields with the method's own loss
     and connector; a method without a teacher has none (as configs/cifar_teacher.py)."""
     config = table.copy_and_resolve_references()
+    config.unlock()  # main.py's config flag locks the table
     for name in TABLE_FIELDS:
         del config[name]
     settings = table.method_settings[method]

@@ -29,10 +29,12 @@ PAIR = 'resnet8-wrn_16_1'
 
 
 def table_config(teacher, methods, **fields):
+    """A table of `methods` on the small pair, locked as main.py's config flag leaves it."""
     config = shrink(cifar_table.get_config(PAIR), steps_per_epoch=1, **fields)
     config.methods = methods
     if teacher is not None:
         config.teacher.checkpoint = str(teacher[0] / 'export')
+    config.lock()
     return config
 
 
@@ -98,7 +100,8 @@ def test_a_killed_table_resumes_to_the_runs_of_an_uninterrupted_one_and_methods_
     (the test above steps them in turn, as on a CPU)."""
     def config():
         table = table_config(None, 'ce,ce_again', seeds=(0, 1), seeds_vectorized='vmap')
-        table.method_settings.ce_again = table.method_settings.ce.copy_and_resolve_references()
+        with table.unlocked():
+            table.method_settings.ce_again = table.method_settings.ce.copy_and_resolve_references()
         return table
 
     with tfds.testing.mock_data(num_examples=EXAMPLES):

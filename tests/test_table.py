@@ -13,6 +13,7 @@ import tensorflow_datasets as tfds
 from configs import cifar_table, common
 from configs.common import cifar_distillation_config
 from conftest import EXAMPLES, REPOSITORY, shrink
+from ijckd_jax.deploy.artifact import export_run
 from ijckd_jax.errors import ConfigError, WorkdirError
 from ijckd_jax.table import check_table_workdir, method_configs, record_table
 from ijckd_jax.training import loop
@@ -58,6 +59,8 @@ def test_runs_trained_together_each_follow_the_run_alone(teacher, tmp_path, monk
         together = {'seeds': train_and_evaluate(seeds, str(tmp_path / 'seeds'))}
         train_and_evaluate(table_config(teacher, 'kd,srrl', num_epochs=1, seeds=(0, 3)), str(tmp_path / 'table'))
         together['table'] = train_and_evaluate(table_config(teacher, 'kd,srrl', seeds=(0, 3)), str(tmp_path / 'table'))
+        # A table's run is an ordinary run: its run.json is SRRL's config alone, so it exports as one.
+        shipped = export_run(str(tmp_path / 'table' / 'srrl' / 'seed_3'), str(tmp_path / 'shipped'))
         alone, configs, perturbed = {}, {}, {}
         for method in ('kd', 'srrl'):
             summary = train_and_evaluate(alone_config(teacher, method, seed=3), str(tmp_path / method))
@@ -86,6 +89,7 @@ def test_runs_trained_together_each_follow_the_run_alone(teacher, tmp_path, monk
         assert [entry.keys() for entry in history] == [entry.keys() for entry in alone[method]['history'].values()]
         assert beyond_rounding(run_record(workdir, summary), alone[method], perturbed[method]) == []
     assert 'classifier_distance' in alone['srrl']['history']['0']
+    assert (shipped['objective'], shipped['teacher']) == ('srrl', 'resnet8')
     # The check can fail: seed 0's run is far beyond rounding from seed 3's.
     for workdir, method in ((tmp_path / 'seeds' / 'seed_0', 'srrl'), (tmp_path / 'table' / 'kd' / 'seed_0', 'kd')):
         assert beyond_rounding(final_state(workdir)['params'], alone[method]['params'],

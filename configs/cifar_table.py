@@ -12,7 +12,8 @@ the table.
 """
 from configs import (cifar_ijckd, cifar_ijckd_distance, cifar_ijckd_joint, cifar_kd, cifar_simkd, cifar_srrl,
                      cifar_teacher, cifar_teacher_classifier)
-from configs.common import LOW_LEARNING_RATE_STUDENTS, TABLE1_PAIRS, parse_variant, pop_protocol, table_config
+from configs.common import LOW_LEARNING_RATE_STUDENTS, TABLE1_PAIRS, parse_variant, pop_protocol
+from ijckd_jax.table import table_config
 
 # Each method's config file; 'ce' is the student trained alone (configs/cifar_teacher.py).
 METHOD_CONFIGS = {'ce': cifar_teacher, 'kd': cifar_kd, 'srrl': cifar_srrl, 'simkd': cifar_simkd,

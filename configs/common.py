@@ -9,8 +9,7 @@ import ml_collections
 
 from ijckd_jax.connectors import check_connector_name
 from ijckd_jax.models import check_model_name
-from ijckd_jax.objectives import get_objective, resolve_settings
-from ijckd_jax.training.workdir import flatten
+from ijckd_jax.objectives import resolve_settings
 
 CIFAR100 = dict(dataset='cifar100', in_memory=True, num_classes=100, image_size=32, train_split='train',
                 eval_split='test', mean=(0.5071, 0.4867, 0.4408), std=(0.2675, 0.2565, 0.2761))
@@ -142,46 +141,4 @@ def cifar_distillation_config(objective, arg, default_pair='resnet32x4-resnet8x4
     config = distillation_config(objective, teacher, student, options)
     config.optimizer.learning_rate = cifar_learning_rate(student, protocol)
     return config
-
-
-# What a comparison table's methods keep of their own: the rest of their configs is shared.
-OWN_FIELDS = ('loss', 'connector', 'teacher')
-
-
-def table_config(configs, methods):
-    """A comparison table (ijckd_jax/table.py) of `configs`, {method: its config alone}, each
-    built by the method's own config file; `methods` is the comma-separated default list.
-    Refused, naming the field, where two methods' configs disagree on what the table shares
-    (data, student, teacher, batch, epochs, schedule)."""
-    shared = {method: {key: value for key, value in flatten(config.to_dict()).items()
-                       if key.split('.')[0] not in OWN_FIELDS}
-              for method, config in configs.items()}
-    teachers = {method: (config.teacher.model, config.teacher.checkpoint) for method, config in configs.items()
-                if get_objective(config.loss.name).uses_teacher}
-    first = next(iter(configs))
-    for method in configs:
-        for key in sorted(set(shared[first]) | set(shared[method])):
-            if shared[method].get(key) != shared[first].get(key):
-                raise ValueError(f'The table shares {key}, but {method}\'s config gives {shared[method].get(key)!r} '
-                                 f'and {first}\'s {shared[first].get(key)!r}; set the same value in both config files.')
-    if len(set(teachers.values())) > 1:
-        raise ValueError(f'The table shares its teacher, but its methods\' configs give {teachers}.')
-    table = configs[first].copy_and_resolve_references()
-    for key in ('loss', 'connector'):
-        del table[key]
-    if teachers:
-        table.teacher.model, table.teacher.checkpoint = next(iter(teachers.values()))
-    # The methods trained, in the table's order: e.g. --config.methods=kd,ijckd. Any method of
-    # method_settings may be named.
-    table.methods = methods
-    # Each method's own loss and connector, as its config file gives them; change one with e.g.
-    # --config.method_settings.ijckd.loss.alpha_ce=0.5.
-    table.method_settings = ml_collections.ConfigDict(
-        {method: dict(loss=config.loss.to_dict(), connector=config.connector.to_dict())
-         for method, config in configs.items()})
-    # The table's seeds (config.seeds) vmapped in one step ('vmap'), or stepped one after another
-    # in it ('in_turn'); 'auto': vmapped on accelerators, in turn on a CPU, where that measured
-    # faster (bench/RESULTS.md).
-    table.seeds_vectorized = 'auto'
-    return table
 

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from configs import cifar_table, common
+from configs import cifar_table
 from configs.common import cifar_distillation_config
 from conftest import EXAMPLES, REPOSITORY, shrink
 from ijckd_jax.deploy.artifact import export_run
 from ijckd_jax.errors import ConfigError, WorkdirError
-from ijckd_jax.table import check_table_workdir, method_configs, record_table
+from ijckd_jax.table import check_table_workdir, method_configs, record_table, table_config
 from ijckd_jax.training import loop
 from ijckd_jax.training.experiment import create_experiment, create_table_experiment, load_teacher
 from ijckd_jax.training.loop import train_and_evaluate
@@ -29,7 +29,7 @@ from test_train import final_state, run_record
 PAIR = 'resnet8-wrn_16_1'
 
 
-def table_config(teacher, methods, **fields):
+def small_table(teacher, methods, **fields):
     """A table of `methods` on the small pair, locked as main.py's config flag leaves it."""
     config = shrink(cifar_table.get_config(PAIR), steps_per_epoch=1, **fields)
     config.methods = methods
@@ -57,8 +57,8 @@ def test_runs_trained_together_each_follow_the_run_alone(teacher, tmp_path, monk
         train_and_evaluate(seeds, str(tmp_path / 'seeds'))
         seeds.num_epochs = 2
         together = {'seeds': train_and_evaluate(seeds, str(tmp_path / 'seeds'))}
-        train_and_evaluate(table_config(teacher, 'kd,srrl', num_epochs=1, seeds=(0, 3)), str(tmp_path / 'table'))
-        together['table'] = train_and_evaluate(table_config(teacher, 'kd,srrl', seeds=(0, 3)), str(tmp_path / 'table'))
+        train_and_evaluate(small_table(teacher, 'kd,srrl', num_epochs=1, seeds=(0, 3)), str(tmp_path / 'table'))
+        together['table'] = train_and_evaluate(small_table(teacher, 'kd,srrl', seeds=(0, 3)), str(tmp_path / 'table'))
         # A table's run is an ordinary run: its run.json is SRRL's config alone, so it exports as one.
         shipped = export_run(str(tmp_path / 'table' / 'srrl' / 'seed_3'), str(tmp_path / 'shipped'))
         alone, configs, perturbed = {}, {}, {}
@@ -103,7 +103,7 @@ def test_a_killed_table_resumes_to_the_runs_of_an_uninterrupted_one_and_methods_
     crops and flips, so they end equal; the seeds do not. The seeds vmapped, as on accelerators
     (the test above steps them in turn, as on a CPU)."""
     def config():
-        table = table_config(None, 'ce,ce_again', seeds=(0, 1), seeds_vectorized='vmap')
+        table = small_table(None, 'ce,ce_again', seeds=(0, 1), seeds_vectorized='vmap')
         with table.unlocked():
             table.method_settings.ce_again = table.method_settings.ce.copy_and_resolve_references()
         return table
@@ -130,7 +130,7 @@ def test_a_killed_table_resumes_to_the_runs_of_an_uninterrupted_one_and_methods_
 
 def test_methods_of_one_seed_start_from_one_student_backbone(teacher):
     """Connectors and heads aside, every method's student starts as the same seed's."""
-    config = table_config(teacher, 'ce,kd,srrl,ijckd', seeds=(0, 1))
+    config = small_table(teacher, 'ce,kd,srrl,ijckd', seeds=(0, 1))
     with tfds.testing.mock_data(num_examples=EXAMPLES):
         experiment = create_table_experiment(config, method_configs(config), Mesh(), 1, load_teacher(config),
                                              data_on_device=True)
@@ -157,12 +157,12 @@ def refused_before_any_work(config, workdir, error, message):
     (',', r"config.methods=',' names no method; name some of: "),
 ])
 def test_a_table_of_unknown_or_repeated_methods_is_refused(methods, message, tmp_path):
-    refused_before_any_work(table_config(None, methods), tmp_path / 'table', ConfigError, message)
+    refused_before_any_work(small_table(None, methods), tmp_path / 'table', ConfigError, message)
 
 
 @pytest.mark.quick
 def test_a_table_without_the_teacher_a_method_needs_is_refused(tmp_path):
-    config = table_config(None, 'ce,ijckd')
+    config = small_table(None, 'ce,ijckd')
     refused_before_any_work(config, tmp_path / 'table', ConfigError,
                             "Objective 'ijckd' needs a teacher but config.teacher.checkpoint is empty")
     config.methods = 'ce'  # needs none
@@ -173,9 +173,9 @@ def test_a_table_without_the_teacher_a_method_needs_is_refused(tmp_path):
 def test_method_configs_that_disagree_on_what_the_table_shares_are_refused():
     kd, ijckd = (cifar_distillation_config(method, PAIR) for method in ('kd', 'ijckd'))
     ijckd.optimizer.decay_epochs = (100, 200)
-    with pytest.raises(ValueError, match=r"The table shares optimizer.decay_epochs, but ijckd's config gives "
+    with pytest.raises(ConfigError, match=r"The table shares optimizer.decay_epochs, but ijckd's config gives "
                                          r"\(100, 200\) and kd's \(150, 180, 210\); set the same value"):
-        common.table_config({'kd': kd, 'ijckd': ijckd}, 'kd,ijckd')
+        table_config({'kd': kd, 'ijckd': ijckd}, 'kd,ijckd')
 
 
 @pytest.mark.quick
@@ -185,23 +185,23 @@ def test_a_table_and_a_single_run_never_share_a_workdir(teacher, tmp_path):
     single = tmp_path / 'single'
     single.mkdir()
     record_run(str(single), alone_config(teacher, 'kd'), 4, 1)
-    refused_before_any_work(table_config(teacher, 'kd'), single, WorkdirError,
+    refused_before_any_work(small_table(teacher, 'kd'), single, WorkdirError,
                             'holds a run trained alone, not a comparison table; pass a new --workdir')
     table = tmp_path / 'table'
     table.mkdir()
-    record_table(str(table), table_config(teacher, 'kd,ijckd', seeds=(0, 1)))
+    record_table(str(table), small_table(teacher, 'kd,ijckd', seeds=(0, 1)))
     refused_before_any_work(alone_config(teacher, 'kd'), table, WorkdirError,
                             r'holds a comparison table \(table.json\); train a single run in a new --workdir')
-    refused_before_any_work(table_config(teacher, 'kd,srrl', seeds=(0, 1)), table, WorkdirError,
+    refused_before_any_work(small_table(teacher, 'kd,srrl', seeds=(0, 1)), table, WorkdirError,
                             r"holds another table: methods \['kd', 'ijckd'\] there, \['kd', 'srrl'\] now. Pass "
                             'the same values to resume it, or a new --workdir.')
-    refused_before_any_work(table_config(teacher, 'kd,ijckd', seeds=(0, 2)), table, WorkdirError,
+    refused_before_any_work(small_table(teacher, 'kd,ijckd', seeds=(0, 2)), table, WorkdirError,
                             r'holds another table: seeds \[0, 1\] there, \[0, 2\] now')
-    changed = table_config(teacher, 'kd,ijckd', seeds=(0, 1))
+    changed = small_table(teacher, 'kd,ijckd', seeds=(0, 1))
     changed.method_settings.ijckd.loss.alpha_ce = 0.2
     refused_before_any_work(changed, table, WorkdirError,
                             'holds another table: method_settings.ijckd.loss.alpha_ce 1.0 there, 0.2 now')
-    changed = table_config(teacher, 'kd,ijckd', seeds=(0, 1))
+    changed = small_table(teacher, 'kd,ijckd', seeds=(0, 1))
     changed.method_settings.srrl.loss.alpha = 2.0  # a method the table does not train
     changed.num_epochs = 3  # more epochs continue a table
     check_table_workdir(str(table), changed)

@@ -3,8 +3,10 @@
     python main.py --config configs/demo.py --workdir runs/demo
 
 Trains a resnet20 teacher on scikit-learn's digits, then a resnet8 student three ways
-(cross-entropy alone, KD, IJCKD), and prints their test top-1 side by side; then ships the
-IJCKD student and the teacher (workdir/shipped/) and prints their size and latency. The images are
+(cross-entropy alone, KD, IJCKD) as one comparison table (the teacher's forward computed once
+per batch for all three, the same initialisation and batches for each), and prints their test
+top-1 side by side and paired against KD; then ships the IJCKD student and the teacher
+(workdir/shipped/) and prints their size and latency. The images are
 the 1,797 8×8 digits that scikit-learn ships, upscaled to 16×16 RGB (CIFAR's 32×32 quadruples
 the CPU time; --config.data.image_size=32 gives it), with a fixed 1,437 / 360 train/test
 split. Everything else is the CIFAR protocol, shortened to 20 epochs.

@@ -1,5 +1,5 @@
-"""The offline demo (configs/demo.py): a teacher, then one student trained several ways, and
-the IJCKD student shipped beside its teacher."""
+"""The offline demo (configs/demo.py): a teacher, then one student trained several ways as one
+comparison table (ijckd_jax/table.py), and the IJCKD student shipped beside its teacher."""
 import os
 import shutil
 
@@ -7,11 +7,13 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from ijckd_jax import report
 from ijckd_jax.data.pipeline import load_split
 from ijckd_jax.deploy import ARTIFACT
 from ijckd_jax.deploy.artifact import call_artifact, export_run
 from ijckd_jax.deploy.cost import latency
 from ijckd_jax.objectives import resolve_settings
+from ijckd_jax.table import table_config
 from ijckd_jax.training.loop import train_and_evaluate
 
 
@@ -34,41 +36,53 @@ def method_config(config, method, teacher_directory):
 
 
 def run_demo(config, workdir):
-    """Trains the teacher, then the student with each method; prints and returns the table."""
-    runs = 1 + len(config.demo.methods)
-    logging.info('Demo 1/%d: the teacher %s with cross-entropy.', runs, config.demo.teacher)
+    """Trains the teacher, then the student with every method as one table (the teacher's
+    forward computed once per batch for all, the same batches and initialisation for each);
+    prints and returns the tables."""
+    methods = list(config.demo.methods)
+    logging.info('Demo 1/2: the teacher %s with cross-entropy.', config.demo.teacher)
     teacher_summary = train_and_evaluate(single_run_config(config, config.demo.teacher),
                                          os.path.join(workdir, 'teacher'))
     rows = [(f'teacher {config.demo.teacher}', 'ce', teacher_summary)]
     teacher_directory = os.path.join(workdir, 'teacher', 'export')
-    summaries = {}
-    for index, method in enumerate(config.demo.methods, start=2):
-        logging.info('Demo %d/%d: the student %s with %s.', index, runs, config.demo.student, method)
-        summary = train_and_evaluate(method_config(config, method, teacher_directory),
-                                     os.path.join(workdir, f'student_{method}'))
-        rows.append((f'student {config.demo.student}', method, summary))
-        summaries[method] = summary
-    table = format_table(rows, config)
-    if 'ijckd' in config.demo.methods:
+    logging.info('Demo 2/2: the student %s with %s, as one table.', config.demo.student, ', '.join(methods))
+    students = os.path.join(workdir, 'students')
+    table = table_config({method: method_config(config, method, teacher_directory) for method in methods},
+                         ','.join(methods))
+    summaries = dict(zip(methods, train_and_evaluate(table, students)))
+    rows += [(f'student {config.demo.student}', method, summaries[method]) for method in methods]
+    table = format_table(rows, config) + '\n\n' + paired_differences(students)
+    if 'ijckd' in methods:
         table += '\n\n' + ship(config, workdir, [
-            ('teacher', f'teacher {config.demo.teacher}', teacher_summary),
-            ('student_ijckd', f'IJCKD student {config.demo.student}', summaries['ijckd'])])
+            ('teacher', 'teacher', f'teacher {config.demo.teacher}', teacher_summary),
+            (os.path.join('students', 'ijckd', f'seed_{config.seed}'), 'student_ijckd',
+             f'IJCKD student {config.demo.student}', summaries['ijckd'])])
     with open(os.path.join(workdir, 'demo.md'), 'w') as file:
         file.write(table + '\n')
     print(table)
     return table
 
 
+def paired_differences(students):
+    """The report's view of the students' table: each method against KD (or the first method)
+    on the same initialisation and batches."""
+    methods, seeds, runs = report.load_table(students)
+    baseline = 'kd' if 'kd' in methods else methods[0]
+    return (f'Paired against {baseline} (same initialisation, batches, crops and flips):\n\n'
+            + report.format_table_rows(report.summarize_table(methods, seeds, runs, baseline), baseline))
+
+
 def ship(config, workdir, runs):
-    """Exports each of `runs` ((run folder, name, summary)) as tools/export_student.py does,
-    into workdir/shipped/, and tabulates what each costs and its shipped file's test top-1."""
+    """Exports each of `runs` ((run folder, shipped folder, name, summary)) as
+    tools/export_student.py does, into workdir/shipped/, and tabulates what each costs and its
+    shipped file's test top-1."""
     split = load_split(config.data, config.data.eval_split, 0, 1)
     size = config.data.image_size
     lines = ['Shipped (BatchNorm folded, jax.export; latency at batch 1 on this machine):', '',
              '| model | parameters | MACs / image | latency | test top-1 of the shipped file | last top-1 of the run |',
              '| --- | --- | --- | --- | --- | --- |']
-    for run, name, summary in runs:
-        out = os.path.join(workdir, 'shipped', run)
+    for run, shipped, name, summary in runs:
+        out = os.path.join(workdir, 'shipped', shipped)
         shutil.rmtree(out, ignore_errors=True)  # the demo's own export of an earlier, shorter run
         logging.info('Shipping %s to %s.', name, out)
         description = export_run(os.path.join(workdir, run), out)

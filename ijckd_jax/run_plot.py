@@ -54,7 +54,10 @@ def plot_run(directory, path):
         panel.grid(alpha=0.3)
         if panel.get_legend_handles_labels()[0]:
             panel.legend(fontsize='small')
-    figure.suptitle(os.path.basename(os.path.abspath(directory)))
+    # A seed's folder is named by its parent too: 'kd/seed_0' of a table, 'ijckd/seed_1' of seeds.
+    run = os.path.abspath(directory)
+    name = os.path.basename(run)
+    figure.suptitle(os.path.join(os.path.basename(os.path.dirname(run)), name) if name.startswith('seed_') else name)
     try:
         figure.savefig(path, format='png', dpi=110)
     except OSError as error:

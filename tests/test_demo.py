@@ -31,11 +31,21 @@ def test_demo_trains_the_teacher_then_each_student_and_prints_the_table(tmp_path
             if line.startswith(('| teacher', '| student')) and ' M | ' not in line]
     assert [row.split('|')[1:3] for row in rows] == [[' teacher resnet8 ', ' ce '], [' student resnet8 ', ' ce '],
                                                      [' student resnet8 ', ' kd '], [' student resnet8 ', ' ijckd ']]
-    for row, run in zip(rows, ['teacher', 'student_ce', 'student_kd', 'student_ijckd']):
+    # The students trained as one comparison table, each method's run in students/METHOD/seed_0.
+    runs = ['teacher'] + [os.path.join('students', method, 'seed_0') for method in ('ce', 'kd', 'ijckd')]
+    best = {}
+    for row, run in zip(rows, runs):
         summary = json.loads((tmp_path / run / 'summary.json').read_text())
         assert f"{summary['last_top1']:.2f} |" in row and f"{summary['best_top1']:.2f} (1)" in row
-    student = json.loads((tmp_path / 'student_ijckd' / 'summary.json').read_text())
+        best[run.split(os.sep)[1] if os.sep in run else run] = summary['best_top1']
+    student = json.loads((tmp_path / runs[-1] / 'summary.json').read_text())
     assert student['teacher'] == 'resnet8' and student['objective'] == 'ijckd'
+    # The paired differences against KD, one seed: IJCKD's best top-1 less KD's.
+    paired = {line.split('|')[1].strip(): [cell.strip() for cell in line.split('|')[6:8]]
+              for line in printed.splitlines() if line.startswith(('| ce ', '| kd ', '| ijckd '))}
+    assert paired['ijckd'] == [f"{best['ijckd'] - best['kd']:+.2f}", '1 of 1' if best['ijckd'] > best['kd'] else
+                               '0 of 1']
+    assert paired['kd'] == ['—', '—']
     # The IJCKD student shipped beside its teacher: the shipped file's test top-1 is the run's.
     shipped = [line.split(' | ') for line in printed.splitlines() if ' M | ' in line]
     assert [row[0] for row in shipped] == ['| teacher resnet8', '| IJCKD student resnet8']

@@ -70,7 +70,7 @@ def test_the_demo_trains_and_writes_the_event_files_a_tensorflow_run_writes(tmp_
         {tag: plugin for tag, (plugin, _) in with_tensorflow.items()}
     assert without['_hparams_/session_start_info'] == ('hparams', [0])
     assert without['loss'] == ('scalars', [1, 2]) and without['test_top1'] == ('scalars', [2])
-    student = summaries(tmp_path / 'demo' / 'student_ijckd')
+    student = summaries(tmp_path / 'demo' / 'students' / 'ijckd' / 'seed_0')
     assert {'loss_logit_matching', 'teacher_top1', 'test_delta2'} <= set(student)
 
 

@@ -13,6 +13,7 @@ import functools
 import os
 import signal
 import threading
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,9 +27,9 @@ from ijckd_jax.data import device as device_data
 from ijckd_jax.data.pipeline import Pipeline
 from ijckd_jax.errors import ConfigError
 from ijckd_jax.objectives import get_objective
+from ijckd_jax.runtime import describe_arithmetic, describe_compilation_cache, matmul_precision
 from ijckd_jax.table import (check_not_a_table, check_table_workdir, is_table, method_configs, record_table,
                              table_runs, validate_table)
-from ijckd_jax.runtime import describe_arithmetic, describe_compilation_cache, matmul_precision
 from ijckd_jax.training import checkpoints
 from ijckd_jax.training.experiment import create_experiment, create_table_experiment, load_teacher, vectorize_seeds
 from ijckd_jax.training.mesh import Mesh

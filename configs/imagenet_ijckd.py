@@ -43,10 +43,18 @@ def training_recipe(protocol, pair):
 
 
 def get_config(arg=None):
+    return imagenet_config('ijckd', arg)
+
+
+def imagenet_config(objective, arg=None):
+    """`objective` on an ImageNet pair under the protocol's recipe (configs/imagenet_table.py
+    trains every method of its table under it); IJCKD with its 1×1-3×3-1×1 connector and the
+    recipe's feature-matching weight, the others with their own defaults."""
     teacher, student, options = parse_variant(arg, VARIANTS[0])
     recipe = training_recipe(pop_protocol(options, PROTOCOLS), f'{teacher}-{student}')
-    options = {'connector': '1x1-3x3-1x1', 'beta_fm': recipe['feature_matching'], **options}
-    config = distillation_config('ijckd', teacher, student, options, data=IMAGENET)
+    if objective == 'ijckd':
+        options = {'connector': '1x1-3x3-1x1', 'beta_fm': recipe['feature_matching'], **options}
+    config = distillation_config(objective, teacher, student, options, data=IMAGENET)
     config.optimizer.update(dict(learning_rate=recipe['learning_rate'], nesterov=recipe['nesterov'],
                                  weight_decay=1e-4, decay_epochs=(30, 60, 90)))
     config.num_epochs = recipe['epochs']

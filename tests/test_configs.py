@@ -44,6 +44,7 @@ def test_the_papers_experiments_are_all_variants():
     assert len(names['cifar_ijckd_joint.py']) == 2          # Table 7
     assert names['imagenet_ijckd.py'] == ['resnet34-resnet18', 'resnet50-MobileNetV1']  # Table 5
     assert names['cifar_table.py'] == names['cifar_kd.py']  # Table 1's pairs, every method at once
+    assert names['imagenet_table.py'] == names['imagenet_ijckd.py']  # Table 5's pairs
 
 
 @functools.cache

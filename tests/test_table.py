@@ -13,6 +13,7 @@ import tensorflow_datasets as tfds
 from configs import cifar_table
 from configs.common import cifar_distillation_config
 from conftest import EXAMPLES, REPOSITORY, shrink
+from ijckd_jax.data.pipeline import Pipeline
 from ijckd_jax.deploy.artifact import export_run
 from ijckd_jax.errors import ConfigError, WorkdirError
 from ijckd_jax.table import check_table_workdir, method_configs, record_table, table_config
@@ -24,6 +25,7 @@ from ijckd_jax.training.runs import assemble, of_run, select
 from ijckd_jax.training.workdir import record_run
 from rounding import DRAWS, beyond_rounding, one_ulp_away
 from test_bad_input import assert_one_error_line, main
+from test_sources import folder_config, write_folder
 from test_train import final_state, run_record
 
 PAIR = 'resnet8-wrn_16_1'
@@ -231,3 +233,24 @@ def test_a_runs_part_of_the_state_and_metrics_and_back():
     metrics = {'kd/loss': np.array([0.5, 0.25]), 'kd_again/loss': np.array([9.0, 9.0]), 'srrl/top1': np.array([1, 2])}
     assert of_run(metrics, ('kd', 1)) == {'loss': 0.25}
     assert of_run({'loss': np.array([3.0, 4.0])}, 1) == {'loss': 4.0}
+
+
+def test_a_table_over_streamed_images_reads_each_batch_once_for_all_methods(tmp_path, monkeypatch):
+    """Host-fed, as ImageNet is: images of 80 pixels streamed by tf.data, one batch read and
+    augmented per step for every method; two methods of identical settings end equal."""
+    config = folder_config(write_folder(tmp_path / 'images', size=80), image_size=72)
+    config.student.model, config.num_epochs = 'resnet8', 1
+    table = table_config({'ce': config, 'ce_again': config.copy_and_resolve_references()}, 'ce,ce_again')
+    read = []
+    original = Pipeline.train_epoch
+
+    def counted(self, *arguments, **settings):
+        for images, labels in original(self, *arguments, **settings):
+            read.append(len(images))
+            yield images, labels
+    monkeypatch.setattr(Pipeline, 'train_epoch', counted)
+    summaries = train_and_evaluate(table, str(tmp_path / 'table'))
+    assert read == [4, 4, 4]  # the epoch's 3 batches, once
+    assert [summary['objective'] for summary in summaries] == ['ce', 'ce']
+    jax.tree.map(np.testing.assert_array_equal, final_state(tmp_path / 'table' / 'ce' / 'seed_0'),
+                 final_state(tmp_path / 'table' / 'ce_again' / 'seed_0'))

@@ -315,8 +315,14 @@ def format_table(rows):
     """The rows as a Markdown table, its columns padded to line up."""
     header = ('dataset', 'method', 'teacher → student', 'seeds', 'best top-1', 'last top-1', 'paper')
     right_aligned = (False, False, False, True, True, True, True)
-    cells = [header] + [(row.setting.dataset, row.method, describe_pair(row.setting),
-                         str(row.seeds), row.best_top1, row.last_top1, row.paper) for row in rows]
+    return markdown(header, right_aligned, [(row.setting.dataset, row.method, describe_pair(row.setting),
+                                             str(row.seeds), row.best_top1, row.last_top1, row.paper)
+                                            for row in rows])
+
+
+def markdown(header, right_aligned, lines):
+    """A Markdown table of `lines` (tuples of strings) under `header`, its columns padded to line up."""
+    cells = [header] + list(lines)
     widths = [max(len(line[column]) for line in cells) for column in range(len(header))]
 
     def format_line(line):
@@ -440,16 +446,7 @@ def format_table_rows(rows, baseline):
     versus = f' vs {baseline}' if baseline else ''
     header = ('method', 'seeds', 'best top-1', 'last top-1', 'best top-1 per seed',
               f'paired Δ best{versus}', f'ahead of {baseline or DASH}', 'paper')
-    right_aligned = (False, True, True, True, True, True, True, True)
-    cells = [header] + [tuple(row) for row in rows]
-    widths = [max(len(line[column]) for line in cells) for column in range(len(header))]
-
-    def format_line(line):
-        return '| ' + ' | '.join(cell.rjust(width) if right else cell.ljust(width)
-                                 for cell, width, right in zip(line, widths, right_aligned)) + ' |'
-    rule = '|' + '|'.join('-' * (width + 1) + ':' if right else '-' * (width + 2)
-                          for width, right in zip(widths, right_aligned)) + '|'
-    return '\n'.join([format_line(header), rule] + [format_line(line) for line in cells[1:]])
+    return markdown(header, (False, True, True, True, True, True, True, True), [tuple(row) for row in rows])
 
 
 def plot_table(methods, seeds, runs, path):

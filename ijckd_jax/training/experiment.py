@@ -61,23 +61,33 @@ def create_experiment(config, mesh, steps_per_epoch, teacher_variables, data_on_
     """The modules, the initial state (replicated) and the jitted steps of `config`; with
     `data_on_device`, the train step draws its batch from the split held on the devices, and
     config.seeds, if any, train together: every step runs each seed's (vmapped)."""
-    settings = resolve_settings(config.loss.name, {k: v for k, v in config.loss.items() if k != 'name'})
-    distiller = build_distiller(config.loss.name, config.student.model, config.teacher.model or None,
-                                config.data.num_classes, config.connector.kind,
-                                config.connector.factor, config.data.image_size, DTYPES[config.dtype])
+    distiller, settings = modules_and_settings(config)
     seeds = np.asarray(config.seeds or config.seed, np.int32)
     steps = jitted_steps(distiller, config.loss.name, frozen(settings), frozen(config.optimizer.to_dict()),
                          steps_per_epoch,
                          tuple(config.data.mean), tuple(config.data.std), mesh, config.global_batch_size,
                          data_on_device, bool(seeds.ndim))
-    initial_state = functools.partial(create_train_state, distiller, steps.optimizer,
-                                      image_size=config.data.image_size)
-    if seeds.ndim:
-        initial_state = jax.vmap(initial_state)
-    keys = jax.random.key(seeds) if not seeds.ndim else jax.vmap(jax.random.key)(seeds)
-    state = jax.jit(initial_state, out_shardings=mesh.replicated)(keys)
+    state = initial_state(functools.partial(create_train_state, distiller, steps.optimizer,
+                                            image_size=config.data.image_size), seeds, mesh)
     return Experiment((Member(None, distiller, config.loss.name),), state, mesh.replicate(teacher_variables),
                       steps.train_step, steps.train_steps, steps.eval_step, steps.teacher_logits_step, seeds)
+
+
+def modules_and_settings(config):
+    """The distiller of a run's config and its objective's settings, defaults filled in."""
+    settings = resolve_settings(config.loss.name, {k: v for k, v in config.loss.items() if k != 'name'})
+    distiller = build_distiller(config.loss.name, config.student.model, config.teacher.model or None,
+                                config.data.num_classes, config.connector.kind,
+                                config.connector.factor, config.data.image_size, DTYPES[config.dtype])
+    return distiller, settings
+
+
+def initial_state(create, seeds, mesh):
+    """create(key) for the seed, or vmapped over `seeds` stacked, replicated over the mesh."""
+    if seeds.ndim:
+        create = jax.vmap(create)
+    keys = jax.random.key(seeds) if not seeds.ndim else jax.vmap(jax.random.key)(seeds)
+    return jax.jit(create, out_shardings=mesh.replicated)(keys)
 
 
 def frozen(settings):
@@ -161,12 +171,7 @@ def create_table_experiment(config, method_configs, mesh, steps_per_epoch, teach
     """
     members, step_members = [], []
     for method, method_config in method_configs.items():
-        settings = resolve_settings(method_config.loss.name,
-                                    {k: v for k, v in method_config.loss.items() if k != 'name'})
-        distiller = build_distiller(method_config.loss.name, config.student.model,
-                                    method_config.teacher.model or None, config.data.num_classes,
-                                    method_config.connector.kind, method_config.connector.factor,
-                                    config.data.image_size, DTYPES[config.dtype])
+        distiller, settings = modules_and_settings(method_config)
         members.append(Member(method, distiller, method_config.loss.name))
         step_members.append((method, distiller, method_config.loss.name, frozen(settings)))
     step_members = tuple(step_members)
@@ -192,12 +197,9 @@ def create_table_experiment(config, method_configs, mesh, steps_per_epoch, teach
     if teacher is not None:
         teacher_logits = jax.jit(functools.partial(steps.teacher_logits_step, teacher=teacher, **normalization))
 
-    def initial_states(keys):
-        return {member.method: create_train_state(member.distiller, optimizer, keys, config.data.image_size)
+    def initial_states(key):
+        return {member.method: create_train_state(member.distiller, optimizer, key, config.data.image_size)
                 for member in members}
-    if seeds.ndim:
-        initial_states = jax.vmap(initial_states)
-    keys = jax.random.key(seeds) if not seeds.ndim else jax.vmap(jax.random.key)(seeds)
-    state = jax.jit(initial_states, out_shardings=mesh.replicated)(keys)
+    state = initial_state(initial_states, seeds, mesh)
     return Experiment(tuple(members), state, mesh.replicate(teacher_variables), train_step, train_steps,
                       jax.jit(evaluation), teacher_logits, seeds)

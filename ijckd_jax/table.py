@@ -15,7 +15,7 @@ from ijckd_jax import files
 from ijckd_jax.config import validate_config
 from ijckd_jax.errors import ConfigError, WorkdirError
 from ijckd_jax.objectives import get_objective
-from ijckd_jax.training.workdir import flatten, math_fields, read_json
+from ijckd_jax.training.workdir import field_differences, flatten, math_fields, read_json
 
 TABLE = 'table.json'
 TABLE_FIELDS = ('methods', 'method_settings', 'seeds_vectorized')
@@ -166,9 +166,7 @@ def check_table_workdir(workdir, table):
     stored, current = read_json(path), table_record(table)
     differences = [f'{key} {stored[key]!r} there, {current[key]!r} now' for key in ('methods', 'seeds')
                    if stored[key] != current[key]]
-    differences = differences or [f'{key} {stored["config"].get(key)!r} there, {current["config"].get(key)!r} now'
-                    for key in sorted(set(stored['config']) | set(current['config']))
-                    if stored['config'].get(key) != current['config'].get(key)]
+    differences = differences or field_differences(stored['config'], current['config'])
     if differences:
         raise WorkdirError(f'{workdir} holds another table: {"; ".join(differences)}. Pass the same values to '
                            'resume it, or a new --workdir.')

@@ -70,9 +70,7 @@ def check_belongs(workdir, config, device_count):
     run = read_json(run_path)
     current = {'config': math_fields(config), 'devices': device_count}
     stored = {'config': run['config'], 'devices': run['devices']}
-    differences = [f'{key} {stored["config"].get(key)!r} there, {current["config"].get(key)!r} now'
-                   for key in sorted(set(stored['config']) | set(current['config']))
-                   if stored['config'].get(key) != current['config'].get(key)]
+    differences = field_differences(stored['config'], current['config'])
     if stored['devices'] != device_count:
         differences.append(f'devices {stored["devices"]} there, {device_count} now (the batches differ)')
     if differences:
@@ -83,6 +81,12 @@ def check_belongs(workdir, config, device_count):
         raise WorkdirError(f'{workdir} has trained {epochs} epochs but config.num_epochs is '
                            f'{config.num_epochs}; pass --config.num_epochs={epochs} or more to resume '
                            'or report it, or a new --workdir.')
+
+
+def field_differences(stored, current):
+    """'FIELD A there, B now' for each field whose value differs between two {field: value}."""
+    return [f'{key} {stored.get(key)!r} there, {current.get(key)!r} now'
+            for key in sorted(set(stored) | set(current)) if stored.get(key) != current.get(key)]
 
 
 def record_run(workdir, config, device_count, steps_per_epoch):

@@ -15,8 +15,16 @@ from ijckd_jax.models import fast_conv
 # torch.nn.init.kaiming_normal_(mode='fan_out', nonlinearity='relu'), the init the CIFAR
 # zoo uses for every convolution.
 kaiming_fan_out = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
-# torch.nn.Linear's default: uniform in ±1/sqrt(fan_in).
+# torch.nn.Linear's default: uniform in ±1/sqrt(fan_in); torch.nn.Conv2d's too (kaiming_uniform
+# with a = √5), for modules that keep PyTorch's default initialisation.
 torch_linear_init = nn.initializers.variance_scaling(1.0 / 3.0, 'fan_in', 'uniform')
+torch_conv_init = torch_linear_init
+
+
+def torch_bias_init(fan_in):
+    """PyTorch's default bias of a linear layer or convolution: uniform in ±1/sqrt(fan_in)."""
+    bound = 1.0 / fan_in ** 0.5
+    return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
 
 
 class ModelOutput(NamedTuple):
@@ -24,6 +32,17 @@ class ModelOutput(NamedTuple):
     logits: jax.Array     # [batch, classes], float32
     features: jax.Array   # [batch, height, width, channels]: the map the classifier pools
     pooled: jax.Array     # [batch, channels], float32: the classifier's input vector
+    # The intermediate maps RepDistiller's models return as feat[:-1] and mdistiller's ImageNet
+    # models as feats["feats"] (mostly the stem's output, then each stage's; each family's
+    # docstring says which), the maps FitNet, AT and VID distil.
+    stages: tuple = ()
+    # mdistiller's feats["preact_feats"]: the same maps taken before their ReLU where the source
+    # has one (each family's docstring says which), the maps OFD distils.
+    preact_stages: tuple = ()
+    # (scale, bias) of each BatchNorm that mdistiller's get_bn_before_relu() lists, [channels]
+    # float32 each, read from the variables (norm_affine): what OFD computes its margins from.
+    # Empty where the source has none (the ShuffleNets).
+    preact_norms: tuple = ()
 
 
 def conv(features, kernel_size, stride=1, padding=0, groups=1, bias=False,
@@ -95,6 +114,18 @@ class BatchNorm(nn.Module):
             mean, variance = running_mean.value, running_var.value
         multiplier = scale * jax.lax.rsqrt(variance + self.epsilon)
         return (x * multiplier + (bias - mean * multiplier)).astype(self.dtype)
+
+
+def norm_affine(module, *path):
+    """(scale, bias) of the BatchNorm at `path` (module names) below `module`, which has already
+    called it: the pair mdistiller's get_bn_before_relu() hands OFD. None where the variables
+    hold no such parameters (a BatchNorm folded for inference, ijckd_jax/deploy/fold.py)."""
+    params = module.variables.get('params', {})
+    for name in path:
+        params = params.get(name, {})
+    if 'scale' not in params or 'bias' not in params:
+        return None
+    return params['scale'], params['bias']
 
 
 def global_average_pool(x):

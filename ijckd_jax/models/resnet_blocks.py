@@ -1,6 +1,12 @@
-"""The post-activation residual blocks the CIFAR and ImageNet ResNets share (He et al. 2016)."""
+"""The post-activation residual blocks the CIFAR and ImageNet ResNets share (He et al. 2016).
+
+Each returns its output and its pre-activation, the sum before the last ReLU (what
+mdistiller's blocks return as `preact` when `is_last`, mdistiller/models/cifar/resnet.py lines
+30-49 and 70-93); `last_norm` names the BatchNorm on the residual branch just before that sum,
+the one get_bn_before_relu() lists (lines 167-179).
+"""
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 import jax.numpy as jnp
 import flax.linen as nn
@@ -17,11 +23,12 @@ def shortcut(x, width, stride, train, dtype, name):
 
 
 class BasicBlock(nn.Module):
-    """conv3×3-BN-ReLU-conv3×3-BN, plus the shortcut, then ReLU."""
+    """conv3×3-BN-ReLU-conv3×3-BN, plus the shortcut, then ReLU: (output, pre-activation)."""
     planes: int
     stride: int = 1
     dtype: Any = jnp.float32
     shortcut_name: str = 'downsample'  # torchvision and RepDistiller's resnet.py
+    last_norm: ClassVar[str] = 'bn2'
 
     @nn.compact
     def __call__(self, x, train: bool):
@@ -31,15 +38,18 @@ class BasicBlock(nn.Module):
         out = conv(self.planes, 3, 1, 1, dtype=self.dtype, name='conv2')(out)
         out = norm(name='bn2')(out, train)
         residual = shortcut(x, self.planes, self.stride, train, self.dtype, self.shortcut_name)
-        return nn.relu(out + residual)
+        preact = out + residual
+        return nn.relu(preact), preact
 
 
 class Bottleneck(nn.Module):
-    """conv1×1-BN-ReLU-conv3×3(stride)-BN-ReLU-conv1×1(4× width)-BN, plus the shortcut, then ReLU."""
+    """conv1×1-BN-ReLU-conv3×3(stride)-BN-ReLU-conv1×1(4× width)-BN, plus the shortcut, then ReLU:
+    (output, pre-activation)."""
     planes: int
     stride: int = 1
     dtype: Any = jnp.float32
     shortcut_name: str = 'downsample'  # 'shortcut' in RepDistiller's resnetv2.py
+    last_norm: ClassVar[str] = 'bn3'
 
     @nn.compact
     def __call__(self, x, train: bool):
@@ -52,4 +62,5 @@ class Bottleneck(nn.Module):
         out = conv(width, 1, dtype=self.dtype, name='conv3')(out)
         out = norm(name='bn3')(out, train)
         residual = shortcut(x, width, self.stride, train, self.dtype, self.shortcut_name)
-        return nn.relu(out + residual)
+        preact = out + residual
+        return nn.relu(preact), preact

@@ -2,7 +2,13 @@
 
 A 1×1 stem to 24 channels and three stages of shuffle bottlenecks; each stage opens with a
 stride-2 block that concatenates an average-pooled shortcut. The classifier pools the last
-stage's output (after its ReLU).
+stage's output (after its ReLU). The stages are RepDistiller's [f0, f1, f2, f3]
+(models/ShuffleNetv1.py, forward, lines 95-113): the stem's output after its ReLU, then
+each stage's. The pre-activation stages are mdistiller's feats["preact_feats"]
+(mdistiller/models/cifar/ShuffleNetv1.py, forward, lines 112-134): f0, then each stage's last
+block's concatenation or sum before its ReLU (Bottleneck.forward, lines 50-62). There are no
+preact norms: its get_bn_before_relu raises NotImplementedError (lines 107-110, "ShuffleNet
+currently is not supported for 'Overhaul' teacher").
 """
 from functools import partial
 from typing import Any
@@ -15,7 +21,8 @@ from ijckd_jax.models.layers import BatchNorm, channel_shuffle, conv
 
 
 class Bottleneck(nn.Module):
-    """Grouped 1×1-BN-ReLU, shuffle, depthwise 3×3-BN-ReLU, grouped 1×1-BN, shortcut, ReLU."""
+    """Grouped 1×1-BN-ReLU, shuffle, depthwise 3×3-BN-ReLU, grouped 1×1-BN, shortcut, ReLU:
+    (output, pre-activation)."""
     features: int
     stride: int
     groups: int
@@ -40,8 +47,10 @@ class Bottleneck(nn.Module):
             # an explicit padding).
             padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
             shortcut = nn.avg_pool(padded, window_shape=(3, 3), strides=(2, 2))
-            return nn.relu(jnp.concatenate([out, shortcut], axis=-1))
-        return nn.relu(out + x)
+            preact = jnp.concatenate([out, shortcut], axis=-1)
+        else:
+            preact = out + x
+        return nn.relu(preact), preact
 
 
 class ShuffleNetV1(ImageClassifier):
@@ -54,13 +63,16 @@ class ShuffleNetV1(ImageClassifier):
     def backbone(self, images, train):
         x = conv(24, 1, dtype=self.dtype, name='conv1')(images)
         x = nn.relu(BatchNorm(dtype=self.dtype, name='bn1')(x, train))
+        stages, preact_stages = [x], [x]
         for stage, (width, blocks) in enumerate(zip(self.widths, self.blocks_per_stage), start=1):
             for index in range(blocks):
                 # The strided first block concatenates its pooled input: it adds the rest.
                 features, stride = (width - x.shape[-1], 2) if index == 0 else (width, 1)
-                x = Bottleneck(features, stride, self.groups, self.dtype,
-                               name=f'layer{stage}.{index}')(x, train)
-        return x
+                x, preact = Bottleneck(features, stride, self.groups, self.dtype,
+                                       name=f'layer{stage}.{index}')(x, train)
+            stages.append(x)
+            preact_stages.append(preact)
+        return x, tuple(stages), tuple(preact_stages), ()
 
 
 MODELS = {'ShuffleV1': ShuffleNetV1}

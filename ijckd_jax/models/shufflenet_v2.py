@@ -2,6 +2,13 @@
 
 A 1×1 stem to 24 channels, three stages of a down-sampling block and split/shuffle basic
 blocks, then a 1×1 conv-BN-ReLU to 1024 channels, whose output the classifier pools.
+The stages are RepDistiller's [f0, f1, f2, f3] (models/ShuffleNetv2.py, forward, lines
+140-159): the stem's output after its ReLU, then each stage's; f3 comes before conv2. The
+pre-activation stages are mdistiller's feats["preact_feats"]
+(mdistiller/models/cifar/ShuffleNetv2.py, forward, lines 165-187): f0, then each stage's last
+BasicBlock's concatenation of its kept half and bn3's output before the ReLU, not shuffled
+(BasicBlock.forward, lines 50-63). There are no preact norms: its get_bn_before_relu raises
+NotImplementedError (lines 157-160).
 """
 from functools import partial
 from typing import Any
@@ -14,7 +21,8 @@ from ijckd_jax.models.layers import BatchNorm, channel_shuffle, conv
 
 
 class BasicBlock(nn.Module):
-    """Keeps half the channels, passes the rest through 1×1, depthwise 3×3, 1×1; shuffles."""
+    """Keeps half the channels, passes the rest through 1×1, depthwise 3×3, 1×1; shuffles:
+    (output, the concatenation before the last ReLU and the shuffle)."""
     split_ratio: float = 0.5
     dtype: Any = jnp.float32
 
@@ -28,8 +36,9 @@ class BasicBlock(nn.Module):
         out = conv(split, 3, 1, 1, groups=split, dtype=self.dtype, name='conv2')(out)
         out = norm(name='bn2')(out, train)
         out = conv(split, 1, dtype=self.dtype, name='conv3')(out)
-        out = nn.relu(norm(name='bn3')(out, train))
-        return channel_shuffle(jnp.concatenate([kept, out], axis=-1), 2)
+        out = norm(name='bn3')(out, train)
+        preact = jnp.concatenate([kept, out], axis=-1)
+        return channel_shuffle(jnp.concatenate([kept, nn.relu(out)], axis=-1), 2), preact
 
 
 class DownBlock(nn.Module):
@@ -63,13 +72,17 @@ class ShuffleNetV2(ImageClassifier):
     def backbone(self, images, train):
         x = conv(24, 1, dtype=self.dtype, name='conv1')(images)
         x = nn.relu(BatchNorm(dtype=self.dtype, name='bn1')(x, train))
-        stages = zip(self.widths[:3], self.blocks_per_stage)
-        for stage, (width, blocks) in enumerate(stages, start=1):
+        stages, preact_stages = [x], [x]
+        settings = zip(self.widths[:3], self.blocks_per_stage)
+        for stage, (width, blocks) in enumerate(settings, start=1):
             x = DownBlock(width, self.dtype, name=f'layer{stage}.0')(x, train)
             for index in range(1, blocks + 1):
-                x = BasicBlock(dtype=self.dtype, name=f'layer{stage}.{index}')(x, train)
+                x, preact = BasicBlock(dtype=self.dtype, name=f'layer{stage}.{index}')(x, train)
+            stages.append(x)
+            preact_stages.append(preact)
         x = conv(self.widths[3], 1, dtype=self.dtype, name='conv2')(x)
-        return nn.relu(BatchNorm(dtype=self.dtype, name='bn2')(x, train))
+        features = nn.relu(BatchNorm(dtype=self.dtype, name='bn2')(x, train))
+        return features, tuple(stages), tuple(preact_stages), ()
 
 
 MODELS = {'ShuffleV2': ShuffleNetV2}

@@ -3,7 +3,11 @@
 They are the independent reference the Flax models are checked against (tests/) and what
 `convert_torch_weights.py --verify` runs; only this package and the converter import torch.
 Every model's `forward(images)` returns the logits exactly as the original project computes
-them, and `feature_map(images)` returns the map that its classifier pools.
+them, `feature_map(images)` returns the map that its classifier pools, and
+`feature_list(images)` the intermediate maps its forward lists: RepDistiller's
+`forward(x, is_feat=True)[0][:-1]`, mdistiller's `forward(x)[1]["feats"]`;
+`preact_feature_list(images)` is mdistiller's `forward(x)[1]["preact_feats"]` and
+`bn_before_relu()` its `get_bn_before_relu()`, what OFD distils and its margins.
 """
 from ijckd_jax.models import check_model_name, create_model
 from ijckd_jax.torch_models import (mobilenet_v1, mobilenet_v2, resnet_cifar,

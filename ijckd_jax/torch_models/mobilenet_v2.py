@@ -50,11 +50,28 @@ class MobileNetV2(nn.Module):
         self.classifier = nn.Sequential(nn.Linear(last_channels, num_classes))
         self.avgpool = nn.AvgPool2d(input_size // 16, ceil_mode=True)
 
+    def feature_list(self, x):
+        """[f0, ..., f4] of RepDistiller's forward (models/mobilenetv2.py, lines 132-158): the
+        stem's output, then the outputs of blocks 1, 2, 4 and 6 (before conv2)."""
+        f0 = self.conv1(x)
+        f1 = self.blocks[1](self.blocks[0](f0))
+        f2 = self.blocks[2](f1)
+        f3 = self.blocks[4](self.blocks[3](f2))
+        f4 = self.blocks[6](self.blocks[5](f3))
+        return [f0, f1, f2, f3, f4]
+
+    def preact_feature_list(self, x):
+        """mdistiller's forward (mdistiller/models/cifar/mobilenetv2.py, lines 137-163) lists no
+        feats["preact_feats"]; the block outputs have no ReLU: the feature list."""
+        return self.feature_list(x)
+
+    def bn_before_relu(self):
+        """mdistiller's get_bn_before_relu (lines 121-126)."""
+        return [self.blocks[1][-1].conv[-1], self.blocks[2][-1].conv[-1], self.blocks[4][-1].conv[-1],
+                self.blocks[6][-1].conv[-1]]
+
     def feature_map(self, x):
-        x = self.conv1(x)
-        for stage in self.blocks:
-            x = stage(x)
-        return self.conv2(x)
+        return self.conv2(self.feature_list(x)[-1])
 
     def forward(self, x):
         return self.classifier(self.avgpool(self.feature_map(x)).flatten(1))

@@ -23,11 +23,15 @@ class Bottleneck(nn.Module):
             self.shortcut = nn.Sequential(nn.Conv2d(in_planes, width, 1, stride, bias=False),
                                           nn.BatchNorm2d(width))
 
-    def forward(self, x):
+    def preact(self, x):
+        """The sum before the last ReLU (mdistiller's `preact`, models/cifar/resnetv2.py 76-86)."""
         out = F.relu(self.bn1(self.conv1(x)))
         out = F.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return F.relu(out + self.shortcut(x))
+        return out + self.shortcut(x)
+
+    def forward(self, x):
+        return F.relu(self.preact(x))
 
 
 class ResNet(nn.Module):
@@ -47,9 +51,31 @@ class ResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.linear = nn.Linear(512 * Bottleneck.expansion, num_classes)
 
+    def feature_list(self, x):
+        """[f0, ..., f4] of RepDistiller's forward (models/resnetv2.py, lines 141-160)."""
+        f0 = F.relu(self.bn1(self.conv1(x)))
+        f1 = self.layer1(f0)
+        f2 = self.layer2(f1)
+        f3 = self.layer3(f2)
+        return [f0, f1, f2, f3, self.layer4(f3)]
+
+    def preact_feature_list(self, x):
+        """mdistiller's feats["preact_feats"] (mdistiller/models/cifar/resnetv2.py, forward, lines
+        170-190): f0, then each stage's last block's sum before its ReLU."""
+        out = F.relu(self.bn1(self.conv1(x)))
+        preacts = [out]
+        for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
+            preact = stage[-1].preact(stage[:-1](out))
+            out = F.relu(preact)
+            preacts.append(preact)
+        return preacts
+
+    def bn_before_relu(self):
+        """mdistiller's get_bn_before_relu (lines 131-145), Bottleneck: each stage's last bn3."""
+        return [self.layer1[-1].bn3, self.layer2[-1].bn3, self.layer3[-1].bn3, self.layer4[-1].bn3]
+
     def feature_map(self, x):
-        x = F.relu(self.bn1(self.conv1(x)))
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.feature_list(x)[-1]
 
     def forward(self, x):
         return self.linear(self.avgpool(self.feature_map(x)).flatten(1))

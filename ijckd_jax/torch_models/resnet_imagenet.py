@@ -23,11 +23,15 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = downsample(inplanes, planes, stride)
 
-    def forward(self, x):
+    def preact(self, x):
+        """The sum before the last ReLU (mdistiller's `preact`)."""
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         residual = x if self.downsample is None else self.downsample(x)
-        return F.relu(out + residual)
+        return out + residual
+
+    def forward(self, x):
+        return F.relu(self.preact(x))
 
 
 class Bottleneck(nn.Module):
@@ -44,12 +48,22 @@ class Bottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(width)
         self.downsample = downsample(inplanes, width, stride)
 
-    def forward(self, x):
+    def preact(self, x):
+        """The sum before the last ReLU (mdistiller's `preact`)."""
         out = F.relu(self.bn1(self.conv1(x)))
         out = F.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
         residual = x if self.downsample is None else self.downsample(x)
-        return F.relu(out + residual)
+        return out + residual
+
+    def forward(self, x):
+        return F.relu(self.preact(x))
+
+
+def stage_preact(layer, x):
+    """A stage's output and its last block's sum before the ReLU: (F.relu(preact), preact)."""
+    preact = layer[-1].preact(layer[:-1](x))
+    return F.relu(preact), preact
 
 
 class ResNet(nn.Module):
@@ -69,9 +83,35 @@ class ResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(inplanes, num_classes)
 
+    def feature_list(self, x):
+        """mdistiller's feats["feats"] (mdistiller/models/imagenet/resnet.py, lines 164-189): the
+        stem after its ReLU, before the max pool, then each stage's output after its ReLU."""
+        stem = self.relu(self.bn1(self.conv1(x)))
+        feat1 = self.layer1(self.maxpool(stem))
+        feat2 = self.layer2(feat1)
+        feat3 = self.layer3(feat2)
+        return [stem, feat1, feat2, feat3, self.layer4(feat3)]
+
+    def preact_feature_list(self, x):
+        """mdistiller's feats["preact_feats"] (same forward, lines 164-192): the stem, then each
+        stage's sum before its ReLU. As there, `stem` is taken before an in-place ReLU, which
+        makes it the stem after its ReLU."""
+        stem = self.bn1(self.conv1(x))
+        out = self.maxpool(self.relu(stem))  # self.relu is nn.ReLU(inplace=True), as mdistiller's
+        preacts = [stem]
+        for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
+            out, preact = stage_preact(stage, out)
+            preacts.append(preact)
+        return preacts
+
+    def bn_before_relu(self):
+        """mdistiller's get_bn_before_relu (lines 145-159): layer2-4's last bn3 (Bottleneck) or
+        bn2 (BasicBlock); layer1's is commented out there."""
+        name = 'bn3' if isinstance(self.layer1[0], Bottleneck) else 'bn2'
+        return [getattr(stage[-1], name) for stage in (self.layer2, self.layer3, self.layer4)]
+
     def feature_map(self, x):
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.feature_list(x)[-1]
 
     def forward(self, x):
         return self.fc(self.avgpool(self.feature_map(x)).flatten(1))

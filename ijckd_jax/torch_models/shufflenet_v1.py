@@ -24,14 +24,19 @@ class Bottleneck(nn.Module):
         self.conv3 = nn.Conv2d(mid_planes, out_planes, 1, groups=groups, bias=False)
         self.bn3 = nn.BatchNorm2d(out_planes)
 
-    def forward(self, x):
+    def preact(self, x):
+        """The concatenation or sum before the last ReLU (mdistiller's `preact`,
+        mdistiller/models/cifar/ShuffleNetv1.py lines 50-62)."""
         out = F.relu(self.bn1(self.conv1(x)))
         out = channel_shuffle(out, self.conv1.groups)
         out = F.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
         if self.stride == 2:
-            return F.relu(torch.cat([out, F.avg_pool2d(x, 3, stride=2, padding=1)], 1))
-        return F.relu(out + x)
+            return torch.cat([out, F.avg_pool2d(x, 3, stride=2, padding=1)], 1)
+        return out + x
+
+    def forward(self, x):
+        return F.relu(self.preact(x))
 
 
 class ShuffleNet(nn.Module):
@@ -48,9 +53,30 @@ class ShuffleNet(nn.Module):
             in_planes = planes
         self.linear = nn.Linear(out_planes[-1], num_classes)
 
+    def feature_list(self, x):
+        """[f0, f1, f2, f3] of RepDistiller's forward (models/ShuffleNetv1.py, lines 95-113)."""
+        f0 = F.relu(self.bn1(self.conv1(x)))
+        f1 = self.layer1(f0)
+        f2 = self.layer2(f1)
+        return [f0, f1, f2, self.layer3(f2)]
+
+    def preact_feature_list(self, x):
+        """mdistiller's feats["preact_feats"] (forward, lines 112-134): f0, then each stage's
+        last block's pre-activation."""
+        out = F.relu(self.bn1(self.conv1(x)))
+        preacts = [out]
+        for stage in (self.layer1, self.layer2, self.layer3):
+            preact = stage[-1].preact(stage[:-1](out))
+            out = F.relu(preact)
+            preacts.append(preact)
+        return preacts
+
+    def bn_before_relu(self):
+        """mdistiller's get_bn_before_relu (lines 107-110)."""
+        raise NotImplementedError('ShuffleNet currently is not supported for "Overhaul" teacher')
+
     def feature_map(self, x):
-        x = F.relu(self.bn1(self.conv1(x)))
-        return self.layer3(self.layer2(self.layer1(x)))
+        return self.feature_list(x)[-1]
 
     def forward(self, x):
         return self.linear(F.avg_pool2d(self.feature_map(x), 4).flatten(1))

@@ -23,13 +23,18 @@ class BasicBlock(nn.Module):
         self.conv3 = nn.Conv2d(channels, channels, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(channels)
 
-    def forward(self, x):
+    def forward_with_preact(self, x):
+        """The output and mdistiller's `preact` (mdistiller/models/cifar/ShuffleNetv2.py lines
+        50-63): the kept half and bn3's output before the ReLU, concatenated, not shuffled."""
         split = int(x.size(1) * self.split_ratio)
         x1, x2 = x[:, :split], x[:, split:]
         out = F.relu(self.bn1(self.conv1(x2)))
         out = self.bn2(self.conv2(out))
-        out = F.relu(self.bn3(self.conv3(out)))
-        return channel_shuffle(torch.cat([x1, out], 1))
+        preact = self.bn3(self.conv3(out))
+        return channel_shuffle(torch.cat([x1, F.relu(preact)], 1)), torch.cat([x1, preact], 1)
+
+    def forward(self, x):
+        return self.forward_with_preact(x)[0]
 
 
 class DownBlock(nn.Module):
@@ -73,10 +78,29 @@ class ShuffleNetV2(nn.Module):
         self.bn2 = nn.BatchNorm2d(out_channels[3])
         self.linear = nn.Linear(out_channels[3], num_classes)
 
+    def feature_list(self, x):
+        """[f0, f1, f2, f3] of RepDistiller's forward (models/ShuffleNetv2.py, lines 140-159)."""
+        f0 = F.relu(self.bn1(self.conv1(x)))
+        f1 = self.layer1(f0)
+        f2 = self.layer2(f1)
+        return [f0, f1, f2, self.layer3(f2)]
+
+    def preact_feature_list(self, x):
+        """mdistiller's feats["preact_feats"] (forward, lines 165-187): f0, then each stage's
+        last BasicBlock's pre-activation."""
+        out = F.relu(self.bn1(self.conv1(x)))
+        preacts = [out]
+        for stage in (self.layer1, self.layer2, self.layer3):
+            out, preact = stage[-1].forward_with_preact(stage[:-1](out))
+            preacts.append(preact)
+        return preacts
+
+    def bn_before_relu(self):
+        """mdistiller's get_bn_before_relu (lines 157-160)."""
+        raise NotImplementedError('ShuffleNetV2 currently is not supported for "Overhaul" teacher')
+
     def feature_map(self, x):
-        x = F.relu(self.bn1(self.conv1(x)))
-        x = self.layer3(self.layer2(self.layer1(x)))
-        return F.relu(self.bn2(self.conv2(x)))
+        return F.relu(self.bn2(self.conv2(self.feature_list(x)[-1])))
 
     def forward(self, x):
         return self.linear(F.avg_pool2d(self.feature_map(x), 4).flatten(1))

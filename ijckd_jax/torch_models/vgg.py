@@ -36,15 +36,35 @@ class VGG(nn.Module):
         self.pool4 = nn.AdaptiveAvgPool2d((1, 1))
         self.classifier = nn.Linear(512, num_classes)
 
-    def feature_map(self, x):
+    def feature_list(self, x):
+        """[f0, ..., f4] of RepDistiller's forward (models/vgg.py, lines 64-98): each block's
+        output after its ReLU, before its pool."""
         height = x.shape[2]
-        x = self.pool0(F.relu(self.block0(x)))
-        x = self.pool1(F.relu(self.block1(x)))
-        x = self.pool2(F.relu(self.block2(x)))
-        x = F.relu(self.block3(x))
-        if height == 64:
-            x = self.pool3(x)
-        return F.relu(self.block4(x))
+        f0 = F.relu(self.block0(x))
+        f1 = F.relu(self.block1(self.pool0(f0)))
+        f2 = F.relu(self.block2(self.pool1(f1)))
+        f3 = F.relu(self.block3(self.pool2(f2)))
+        f4 = F.relu(self.block4(self.pool3(f3) if height == 64 else f3))
+        return [f0, f1, f2, f3, f4]
+
+    def preact_feature_list(self, x):
+        """mdistiller's feats["preact_feats"] (mdistiller/models/cifar/vgg.py, forward, lines
+        71-106): f0 after its ReLU, then blocks 1-4's outputs before their ReLU."""
+        height = x.shape[2]
+        f0 = F.relu(self.block0(x))
+        f1_pre = self.block1(self.pool0(f0))
+        f2_pre = self.block2(self.pool1(F.relu(f1_pre)))
+        f3_pre = self.block3(self.pool2(F.relu(f2_pre)))
+        f3 = F.relu(f3_pre)
+        f4_pre = self.block4(self.pool3(f3) if height == 64 else f3)
+        return [f0, f1_pre, f2_pre, f3_pre, f4_pre]
+
+    def bn_before_relu(self):
+        """mdistiller's get_bn_before_relu (lines 61-66): each block's last module, a BatchNorm."""
+        return [self.block1[-1], self.block2[-1], self.block3[-1], self.block4[-1]]
+
+    def feature_map(self, x):
+        return self.feature_list(x)[-1]
 
     def forward(self, x):
         return self.classifier(self.pool4(self.feature_map(x)).flatten(1))

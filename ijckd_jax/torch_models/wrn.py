@@ -54,9 +54,26 @@ class WideResNet(nn.Module):
         self.bn1 = nn.BatchNorm2d(widths[3])
         self.fc = nn.Linear(widths[3], num_classes)
 
+    def feature_list(self, x):
+        """[f0, f1, f2, f3] of RepDistiller's forward (models/wrn.py, lines 103-122): the stem
+        conv's and each stage's output, before any BN-ReLU."""
+        f0 = self.conv1(x)
+        f1 = self.block1(f0)
+        f2 = self.block2(f1)
+        return [f0, f1, f2, self.block3(f2)]
+
+    def preact_feature_list(self, x):
+        """mdistiller's feats["preact_feats"] (mdistiller/models/cifar/wrn.py, forward, lines
+        126-150): f0, then f1, f2, f3 through the BatchNorms get_bn_before_relu lists."""
+        f0, f1, f2, f3 = self.feature_list(x)
+        return [f0, self.block2.layer[0].bn1(f1), self.block3.layer[0].bn1(f2), self.bn1(f3)]
+
+    def bn_before_relu(self):
+        """mdistiller's get_bn_before_relu (lines 116-121)."""
+        return [self.block2.layer[0].bn1, self.block3.layer[0].bn1, self.bn1]
+
     def feature_map(self, x):
-        x = self.block3(self.block2(self.block1(self.conv1(x))))
-        return F.relu(self.bn1(x))
+        return F.relu(self.bn1(self.feature_list(x)[-1]))
 
     def forward(self, x):
         return self.fc(F.avg_pool2d(self.feature_map(x), 8).flatten(1))

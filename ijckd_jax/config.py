@@ -4,6 +4,7 @@ naming the field, the value and the fix, printed by main.py as one line.
 The configs themselves, their defaults and the paper's experiment tables live in configs/.
 """
 import difflib
+import functools
 import importlib.util
 import json
 import math
@@ -15,9 +16,10 @@ import ml_collections
 from ijckd_jax.connectors import check_connector_name
 from ijckd_jax.data.folders import check_class_count, check_same_classes, class_names, is_image_folder
 from ijckd_jax.data.pipeline import in_memory, reads_with_tf_data
+from ijckd_jax.distillation import build_distiller
 from ijckd_jax.errors import ConfigError, WorkdirError
 from ijckd_jax.models import check_model_name
-from ijckd_jax.objectives import get_objective, resolve_settings
+from ijckd_jax.objectives import get_objective, loss_overrides, resolve_settings
 from ijckd_jax.runtime import MATMUL_PRECISIONS, tensorflow_installed
 
 DTYPES = ('float32', 'bfloat16')
@@ -87,8 +89,7 @@ def named(path, check, *arguments):
 def check_names(config):
     """The objective and its settings, the models, the connector, dtype and precision."""
     objective = named('loss.name', get_objective, config.loss.name)
-    named('loss', resolve_settings, config.loss.name,
-          {key: value for key, value in config.loss.items() if key != 'name'})
+    named('loss', resolve_settings, config.loss.name, loss_overrides(config.loss))
     named('student.model', check_model_name, config.student.model)
     if objective.uses_teacher:
         named('teacher.model', check_model_name, config.teacher.model)
@@ -179,11 +180,32 @@ def check_seeds(config):
                'or train each seed in its own run with --config.seed')
 
 
+def check_examples(config):
+    """An objective that indexes the training split (CRD's memory bank) trains from a split
+    held on the devices, the one path whose batches carry each example's position."""
+    if get_objective(config.loss.name).uses_examples and not (config.data.on_device and in_memory(config.data)):
+        refuse('loss.name', config.loss.name, "keeps a memory bank indexed by each example's position in "
+               'the training split, which only a split held on the devices gives; set '
+               '--config.data.on_device=True with an in-memory split (data.in_memory, or digits)')
+
+
+def check_head(config):
+    """An objective's own trainable part fits the pair's maps (FitNet's hint layer, VID's and
+    AT's stages): built from the models' shapes alone, before any data is read."""
+    if get_objective(config.loss.name).head is not None:
+        # Shapes only: the dtype does not change them, and any split size (CRD's bank) will do.
+        named('loss', functools.partial(build_distiller, settings=loss_overrides(config.loss), examples=1),
+              config.loss.name, config.student.model, config.teacher.model, config.data.num_classes,
+              config.connector.kind, config.connector.factor, config.data.image_size)
+
+
 def validate_config(config, device_count):
     """Every check of the config that can fail before any work."""
     check_types_and_ranges(config)
     check_seeds(config)
     check_names(config)
+    check_examples(config)
+    check_head(config)
     check_batches(config, device_count)
     check_data(config)
     check_teacher(config)

@@ -14,7 +14,7 @@ import flax.linen as nn
 from ijckd_jax.connectors import Connector, average_pool_to, check_connector_name
 from ijckd_jax.models import ImageClassifier, create_model
 from ijckd_jax.models.layers import global_average_pool, torch_linear_init
-from ijckd_jax.objectives import DistillationOutputs, get_objective
+from ijckd_jax.objectives import DistillationOutputs, get_objective, resolve_settings
 
 
 class Distiller(NamedTuple):
@@ -23,20 +23,30 @@ class Distiller(NamedTuple):
     teacher: Optional[ImageClassifier] = None
     connector: Optional[Connector] = None
     joint_classifier: Optional[nn.Dense] = None
+    head: Optional[nn.Module] = None  # the objective's own trainable part (Objective.head)
 
 
 @functools.cache
-def feature_shape(model: ImageClassifier, image_size: int):
-    """[height, width, channels] of the map the model's classifier pools (traced once per
-    model and size: the connector and every initialisation ask for it)."""
+def output_shapes(model: ImageClassifier, image_size: int):
+    """The model's ModelOutput on one image, as shapes (traced once per model and size: the
+    connector, the objectives' heads and every initialisation ask for it)."""
     images = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
     output, _ = jax.eval_shape(model.init_with_output, jax.random.key(0), images)
-    return output.features.shape[1:]
+    return output
+
+
+def feature_shape(model: ImageClassifier, image_size: int):
+    """[height, width, channels] of the map the model's classifier pools."""
+    return output_shapes(model, image_size).features.shape[1:]
 
 
 def build_distiller(objective_name, student_name, teacher_name=None, num_classes=100,
-                    connector='1x1', connector_factor=2, image_size=32, dtype=jnp.float32):
-    """The modules the objective needs, with the connector sized to the teacher's features."""
+                    connector='1x1', connector_factor=2, image_size=32, dtype=jnp.float32, settings=None,
+                    examples=None):
+    """The modules the objective needs, with the connector sized to the teacher's features
+    and the objective's head (if it has one) to both networks' maps; `settings` are the
+    objective's overrides, which may shape the head (FitNet's hint layer), and `examples` the
+    training split's size (CRD's memory bank)."""
     objective = get_objective(objective_name)
     student = create_model(student_name, num_classes, dtype)
     if not objective.uses_teacher:
@@ -44,6 +54,10 @@ def build_distiller(objective_name, student_name, teacher_name=None, num_classes
     if teacher_name is None:
         raise ValueError(f"Objective '{objective_name}' needs a teacher; set the teacher's model.")
     teacher = create_model(teacher_name, num_classes, dtype)
+    if objective.head is not None:
+        head = objective.head(resolve_settings(objective_name, settings), output_shapes(student, image_size),
+                              output_shapes(teacher, image_size), dtype, examples)
+        return Distiller(student, teacher, head=head)
     if not objective.uses_connector:
         return Distiller(student, teacher)
     check_connector_name(connector)
@@ -62,9 +76,17 @@ def common_size(student_features, teacher_features):
 
 
 def init_trainable(distiller: Distiller, key, images):
-    """Fresh variables of everything that trains: {'student', 'connector', 'joint_classifier'}."""
+    """Fresh variables of everything that trains: {'student', 'connector', 'joint_classifier',
+    'head'}."""
     student_key, connector_key, joint_key = jax.random.split(key, 3)
     variables = {'student': distiller.student.init(student_key, images)}
+    if distiller.head is not None:
+        # Both networks' outputs on one image: the head's variables depend on their shapes alone.
+        student_output = distiller.student.apply(variables['student'], images[:1])
+        teacher_output = jax.tree.map(lambda shape: jnp.zeros(shape.shape, shape.dtype),
+                                      output_shapes(distiller.teacher, images.shape[1]))
+        variables['head'] = distiller.head.init(jax.random.fold_in(key, 3), student_output, teacher_output,
+                                                None, train=False)
     if distiller.connector is None:
         return variables
     student_features = distiller.student.apply(variables['student'], images).features
@@ -77,20 +99,23 @@ def init_trainable(distiller: Distiller, key, images):
     return variables
 
 
-def apply_tracking_statistics(module, variables, inputs, train):
-    """module(inputs), and its variables with BatchNorm statistics updated when training."""
+def apply_tracking_statistics(module, variables, *inputs, train):
+    """module(*inputs), and its variables with BatchNorm statistics updated when training."""
     if not train:
-        return module.apply(variables, inputs, train=False), variables
-    output, updates = module.apply(variables, inputs, train=True, mutable=['batch_stats'])
+        return module.apply(variables, *inputs, train=False), variables
+    output, updates = module.apply(variables, *inputs, train=True, mutable=['batch_stats'])
     return output, {**variables, **updates}
 
 
-def forward(distiller: Distiller, variables, teacher_variables, images, train: bool, teacher_output=None):
+def forward(distiller: Distiller, variables, teacher_variables, images, train: bool, teacher_output=None,
+            epoch=None, examples=None):
     """All arrays the objectives read, and the trainable variables with updated statistics.
     `teacher_output`, the frozen teacher's on these images where the caller computed it once
-    for several students (a comparison table), is used instead of running the teacher again."""
+    for several students (a comparison table), is used instead of running the teacher again;
+    `epoch` (counted from 1) and `examples` (an Examples) are passed on to the objectives that
+    schedule by the epoch or index the training split."""
     student_output, student_variables = apply_tracking_statistics(
-        distiller.student, variables['student'], images, train)
+        distiller.student, variables['student'], images, train=train)
     updated = {**variables, 'student': student_variables}
     if distiller.teacher is None:
         return DistillationOutputs(student_logits=student_output.logits), updated
@@ -104,7 +129,12 @@ def forward(distiller: Distiller, variables, teacher_variables, images, train: b
         'teacher_logits': teacher_output.logits,
         'student_classifier_weight': student_variables['params'][distiller.student.classifier_name]['kernel'],
         'teacher_classifier_weight': teacher_variables['params'][teacher.classifier_name]['kernel'],
+        'student_pooled': student_output.pooled, 'teacher_pooled': teacher_output.pooled,
+        'student_stages': student_output.stages, 'teacher_stages': teacher_output.stages, 'epoch': epoch,
     }
+    if distiller.head is not None:
+        outputs['head'], updated['head'] = apply_tracking_statistics(
+            distiller.head, variables['head'], student_output, teacher_output, examples, train=train)
     if distiller.connector is None:
         if student_output.features.shape[-1] == teacher_output.features.shape[-1]:
             # g_t∘Φ_s for the error bound (bound.py); pruned by jit where nothing reads it.
@@ -115,7 +145,7 @@ def forward(distiller: Distiller, variables, teacher_variables, images, train: b
         teacher_features = average_pool_to(teacher_output.features, size)
         student_features, updated['connector'] = apply_tracking_statistics(
             distiller.connector, variables['connector'],
-            average_pool_to(student_output.features, size), train)
+            average_pool_to(student_output.features, size), train=train)
         outputs.update(student_features=student_features, teacher_features=teacher_features,
                        teacher_classifier_logits=teacher.apply(teacher_variables, student_features,
                                                                method='classify'))

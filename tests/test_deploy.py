@@ -124,7 +124,7 @@ def test_the_export_predicts_as_the_run_evaluated(teacher, shipped_teacher, caps
     assert description['parity']['images'] == EXAMPLES
     assert (description['epoch'], description['step']) == (2, 4)
     assert description['input']['shape'] == ['batch', 32, 32, 3]
-    config, _ = run_config(str(teacher[0]))
+    config, _, _ = run_config(str(teacher[0]))
     with tfds.testing.mock_data(num_examples=EXAMPLES):
         split = load_split(config.data, 'test', 0, 1)
     for logits in (call_artifact((shipped_teacher / ARTIFACT).read_bytes(), split.images),

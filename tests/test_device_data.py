@@ -84,19 +84,20 @@ def test_each_device_visits_its_shard_once_per_epoch_and_resumes_exactly(mesh):
     assert split.labels.shape == (36,)
     batches = drawn_batches(split, mesh, steps_per_epoch=4, global_batch=8, steps=8)
     for epoch in range(2):
-        labels = np.stack([labels for _, labels in batches[4 * epoch:4 * epoch + 4]])  # [step, 8]
+        labels = np.stack([labels for _, labels, _ in batches[4 * epoch:4 * epoch + 4]])  # [step, 8]
         for device in range(4):
             seen = labels[:, 2 * device:2 * device + 2].ravel()
             assert len(set(seen)) == 8 and set(seen) <= set(range(9 * device, 9 * device + 9))
-        for images, step_labels in batches[4 * epoch:4 * epoch + 4]:
-            # Every crop keeps some pixels of its own example.
+        for images, step_labels, positions in batches[4 * epoch:4 * epoch + 4]:
+            # Every crop keeps some pixels of its own example; the labels are the examples'
+            # positions in the split, which the batch carries for CRD's memory bank.
             np.testing.assert_array_equal(images[..., 2].max(axis=(1, 2)), step_labels + 1)
-    first, second = (np.concatenate([labels for _, labels in batches[i:i + 4]]) for i in (0, 4))
+            np.testing.assert_array_equal(positions, step_labels)
+    first, second = (np.concatenate([labels for _, labels, _ in batches[i:i + 4]]) for i in (0, 4))
     assert list(first) != list(second)
     resumed = drawn_batches(split, mesh, steps_per_epoch=4, global_batch=8, steps=8)
-    for (images, labels), (again_images, again_labels) in zip(batches, resumed):
-        np.testing.assert_array_equal(images, again_images)
-        np.testing.assert_array_equal(labels, again_labels)
+    for batch, again in zip(batches, resumed):
+        jax.tree.map(np.testing.assert_array_equal, batch, again)
 
 
 def test_augmentation_distribution_is_the_host_paths(mesh):
@@ -107,7 +108,7 @@ def test_augmentation_distribution_is_the_host_paths(mesh):
     host = [crop_cell(image) for epoch in range(steps)
             for images, _ in train_batches(split, batch, 1, seed=0, epoch=epoch, process_index=0)
             for image in images]
-    device = [crop_cell(image) for images, _ in
+    device = [crop_cell(image) for images, _, _ in
               drawn_batches(device_data.place_split(split, mesh), mesh, steps_per_epoch=1,
                             global_batch=batch, steps=steps)
               for image in images]

@@ -25,7 +25,7 @@ from ijckd_jax.data.split import Split, agree
 
 # The split goes on the devices only if its shard takes at most this part of a device's memory.
 MEMORY_FRACTION = 0.25
-ORDER, AUGMENTATION = 0, 1  # streams of random numbers, folded into the seed's key
+ORDER, AUGMENTATION, OBJECTIVE = 0, 1, 2  # streams of random numbers, folded into the seed's key
 
 
 class DeviceSplit(NamedTuple):
@@ -94,21 +94,30 @@ def order_function(mesh, seed_dimensions):
 
 
 def shard_batch(images, labels, order, step, seed, *, steps_per_epoch, batch):
-    """This device's `batch` examples of global step `step`, cropped and flipped."""
+    """This device's `batch` examples of global step `step`, cropped and flipped, and their
+    positions in the whole split (the shards are equal and in device order)."""
     start = (step % steps_per_epoch) * batch
     indices = jax.lax.dynamic_slice_in_dim(order, start, batch)
     offset_key, flip_key = jax.random.split(device_key(seed, AUGMENTATION, step))
     offsets = jax.random.randint(offset_key, (batch, 2), 0, 2 * PADDING + 1)
     flips = jax.random.bernoulli(flip_key, 0.5, (batch,))
-    return crop_and_flip(images[indices], offsets, flips), labels[indices]
+    positions = jax.lax.axis_index('data') * len(labels) + indices
+    return crop_and_flip(images[indices], offsets, flips), labels[indices], positions
 
 
 def draw_batch(split: DeviceSplit, order, step, seed, mesh, *, steps_per_epoch, global_batch):
-    """The global batch of `step`, sharded over 'data'; call it inside a jitted step."""
+    """The global batch of `step` (images, labels and each example's position in the split,
+    which CRD's memory bank is indexed by), sharded over 'data'; call it inside a jitted step."""
     batch = global_batch // mesh.mesh.size
     sharded, replicated = PartitionSpec('data'), PartitionSpec()
     draw = jax.shard_map(
         functools.partial(shard_batch, steps_per_epoch=steps_per_epoch, batch=batch),
         mesh=mesh.mesh, in_specs=(sharded, sharded, sharded, replicated, replicated),
-        out_specs=(sharded, sharded))
+        out_specs=(sharded, sharded, sharded))
     return draw(split.images, split.labels, order, step, seed)
+
+
+def objective_key(seed, step):
+    """The key of `step` for objectives that draw at random (CRD's negatives): one key for the
+    whole global batch, so that any number of devices draws the same."""
+    return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), OBJECTIVE), step)

@@ -13,7 +13,7 @@ from flax import traverse_util
 from ijckd_jax.distillation import build_distiller
 from ijckd_jax.errors import RunError, WorkdirError
 from ijckd_jax.frozen_model import load_frozen_model
-from ijckd_jax.objectives import get_objective
+from ijckd_jax.objectives import get_objective, loss_overrides
 from ijckd_jax.restoring import restoring
 from ijckd_jax.training.state import create_optimizer, create_train_state, merge_variables
 from ijckd_jax.training.workdir import RUN, checkpointed_steps
@@ -30,7 +30,7 @@ class TrainedRun(NamedTuple):
 
 def run_config(workdir):
     """The config run.json records (the fields that change what the run computes), and the
-    run's steps per epoch."""
+    run's steps per epoch and training examples held on the devices (None if streamed)."""
     path = os.path.join(workdir, RUN)
     if not os.path.isfile(path):
         raise WorkdirError(f'{workdir} is not a run directory (no {RUN}); pass the --workdir of a '
@@ -41,13 +41,13 @@ def run_config(workdir):
     config = ml_collections.ConfigDict(traverse_util.unflatten_dict(flat))
     # Where the data is is not a math field: tfds's default place, never downloaded.
     config.data.data_dir, config.data.download = '', False
-    return config, run['steps_per_epoch']
+    return config, run['steps_per_epoch'], run.get('examples')
 
 
 def load_trained_run(workdir, step=None, data_dir='') -> TrainedRun:
     """The run in `workdir` at checkpoint `step` (its latest by default), its data read from
     `data_dir` (tfds's default place if empty)."""
-    config, steps_per_epoch = run_config(workdir)
+    config, steps_per_epoch, examples = run_config(workdir)
     config.data.data_dir = data_dir
     steps = checkpointed_steps(workdir)
     if not steps:
@@ -57,7 +57,7 @@ def load_trained_run(workdir, step=None, data_dir='') -> TrainedRun:
         raise WorkdirError(f'{workdir} has no checkpoint of step {step}; it has {", ".join(map(str, steps))}.')
     distiller = build_distiller(config.loss.name, config.student.model, config.teacher.model or None,
                                 config.data.num_classes, config.connector.kind, config.connector.factor,
-                                config.data.image_size)
+                                config.data.image_size, settings=loss_overrides(config.loss), examples=examples)
     optimizer = create_optimizer(config.optimizer, steps_per_epoch)
     abstract = jax.eval_shape(lambda key: create_train_state(distiller, optimizer, key, config.data.image_size),
                               jax.random.key(0))

@@ -33,6 +33,20 @@ class DistillationOutputs(NamedTuple):
     joint_teacher_logits: Optional[jax.Array] = None  # jc(avg_pool(Φ_t x))          (Alg. 4)
     student_classifier_weight: Optional[jax.Array] = None  # W_s, [features, classes]  (Alg. 5)
     teacher_classifier_weight: Optional[jax.Array] = None  # W_t, [features, classes]  (Alg. 5)
+    student_pooled: Optional[jax.Array] = None  # [batch, channels]: RepDistiller's feat_s[-1]
+    teacher_pooled: Optional[jax.Array] = None  # [batch, channels]: feat_t[-1]
+    student_stages: tuple = ()  # feat_s[:-1]: the stem's and each stage's map (ModelOutput.stages)
+    teacher_stages: tuple = ()  # feat_t[:-1]
+    epoch: Optional[jax.Array] = None  # the step's epoch counted from 1, float32 (DKD's warm-up)
+    head: Optional[dict] = None  # what the objective's own trainable head computed (Objective.head)
+
+
+class Examples(NamedTuple):
+    """What a train step knows of its batch's examples beyond their images and labels, for the
+    objectives that index or sample the training split (CRD's memory bank and negatives)."""
+    positions: jax.Array  # [batch] int32: each example's position in the training split
+    split_labels: jax.Array  # [examples] int32: the label of every example of the split
+    key: jax.Array  # the step's random key, the same on any number of devices
 
 
 def accept_any(settings):
@@ -48,6 +62,18 @@ class Objective:
     uses_teacher: bool
     uses_connector: bool
     check: Callable = accept_any  # (settings) -> None; raises ValueError naming a bad setting
+    # The objective's own trainable part (FitNet's regressor, VID's estimators, CRD's embeddings
+    # and memory bank), or None: head(settings, student ModelOutput shapes, teacher ModelOutput
+    # shapes, dtype, examples) -> a Flax module, `examples` the training split's size (CRD's
+    # bank has a row per example, None where unknown). The module's __call__(student_output,
+    # teacher_output, examples: Examples or None, train) returns the dict a loss reads as
+    # outputs.head. Its params train with the student's; its 'batch_stats' collection holds
+    # what it updates without gradients (BatchNorm statistics, CRD's bank); all of it is saved
+    # and resumed, and none of it exported.
+    head: Optional[Callable] = None
+    # Whether the loss needs each example's position in the training split (Examples), which
+    # only a split held on the devices gives (config.data.on_device).
+    uses_examples: bool = False
 
 
 def discover_objectives() -> Dict[str, Objective]:
@@ -89,3 +115,8 @@ def resolve_settings(name: str, overrides=None) -> dict:
                              'number ≥ 0.')
     objective.check(settings)
     return settings
+
+
+def loss_overrides(loss_config) -> dict:
+    """The settings a config's loss section sets: every field but the objective's name."""
+    return {key: value for key, value in loss_config.items() if key != 'name'}

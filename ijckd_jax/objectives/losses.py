@@ -48,3 +48,20 @@ def frobenius_distance(weight, other_weight):
 def total(terms):
     """(the sum of the weighted terms, the terms): what every objective returns."""
     return sum(terms.values()), terms
+
+
+# RepDistiller's train_student.py adds every method's term to γ·CE + α·KD (its -r, -a flags);
+# its published runs of the feature methods use γ = 1, α = 0 (scripts/run_cifar_distill.sh).
+CLASSIFICATION_DEFAULTS = {'ce_weight': 1.0, 'kd_weight': 0.0, 'temperature': 4.0}
+
+
+def classification_terms(outputs, labels, settings):
+    """γ·CE(student, labels) and α·KD(student, teacher) with RepDistiller's DistillKL."""
+    return {'ce': settings['ce_weight'] * cross_entropy(outputs.student_logits, labels),
+            'kd': settings['kd_weight'] * kl_divergence_with_temperature(
+                outputs.student_logits, outputs.teacher_logits, settings['temperature'])}
+
+
+def check_temperature(settings):
+    if settings['temperature'] <= 0:
+        raise ValueError(f"The KD temperature must be > 0, got {settings['temperature']}.")

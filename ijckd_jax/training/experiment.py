@@ -12,7 +12,7 @@ import numpy as np
 from ijckd_jax.distillation import build_distiller
 from ijckd_jax.errors import SavedModelError
 from ijckd_jax.frozen_model import load_frozen_model
-from ijckd_jax.objectives import resolve_settings
+from ijckd_jax.objectives import loss_overrides, resolve_settings
 from ijckd_jax.training import steps
 from ijckd_jax.training.state import create_optimizer, create_train_state
 
@@ -57,11 +57,13 @@ def load_teacher(config):
     return frozen.variables
 
 
-def create_experiment(config, mesh, steps_per_epoch, teacher_variables, data_on_device=False) -> Experiment:
+def create_experiment(config, mesh, steps_per_epoch, teacher_variables, data_on_device=False,
+                      examples=None) -> Experiment:
     """The modules, the initial state (replicated) and the jitted steps of `config`; with
-    `data_on_device`, the train step draws its batch from the split held on the devices, and
-    config.seeds, if any, train together: every step runs each seed's (vmapped)."""
-    distiller, settings = modules_and_settings(config)
+    `data_on_device`, the train step draws its batch from the split held on the devices (of
+    `examples` examples), and config.seeds, if any, train together: every step runs each seed's
+    (vmapped)."""
+    distiller, settings = modules_and_settings(config, examples)
     seeds = np.asarray(config.seeds or config.seed, np.int32)
     steps = jitted_steps(distiller, config.loss.name, frozen(settings), frozen(config.optimizer.to_dict()),
                          steps_per_epoch,
@@ -73,12 +75,14 @@ def create_experiment(config, mesh, steps_per_epoch, teacher_variables, data_on_
                       steps.train_step, steps.train_steps, steps.eval_step, steps.teacher_logits_step, seeds)
 
 
-def modules_and_settings(config):
-    """The distiller of a run's config and its objective's settings, defaults filled in."""
-    settings = resolve_settings(config.loss.name, {k: v for k, v in config.loss.items() if k != 'name'})
+def modules_and_settings(config, examples=None):
+    """The distiller of a run's config and its objective's settings, defaults filled in;
+    `examples`, the training split's size where it is held on the devices (CRD's bank)."""
+    settings = resolve_settings(config.loss.name, loss_overrides(config.loss))
     distiller = build_distiller(config.loss.name, config.student.model, config.teacher.model or None,
                                 config.data.num_classes, config.connector.kind,
-                                config.connector.factor, config.data.image_size, DTYPES[config.dtype])
+                                config.connector.factor, config.data.image_size, DTYPES[config.dtype], settings,
+                                examples)
     return distiller, settings
 
 
@@ -113,7 +117,7 @@ def jitted_steps(distiller, objective_name, settings, optimizer_settings, steps_
     optimizer = create_optimizer(ml_collections.ConfigDict(dict(optimizer_settings)), steps_per_epoch)
     normalization = dict(mean=mean, std=std)
     step_settings = dict(distiller=distiller, objective_name=objective_name, settings=dict(settings),
-                         optimizer=optimizer, **normalization)
+                         optimizer=optimizer, steps_per_epoch=steps_per_epoch, **normalization)
     train_steps = None
     if data_on_device:
         one_step = functools.partial(steps.train_step_on_device,
@@ -160,7 +164,7 @@ def vectorize_seeds(config):
 
 
 def create_table_experiment(config, method_configs, mesh, steps_per_epoch, teacher_variables,
-                            data_on_device=False) -> Experiment:
+                            data_on_device=False, examples=None) -> Experiment:
     """A comparison table's experiment: one state per method ({method: TrainState}, each
     stacked over config.seeds if any), and one jitted step that draws each seed's batch once,
     runs the frozen teacher on it once and updates every method's state from it.
@@ -171,7 +175,7 @@ def create_table_experiment(config, method_configs, mesh, steps_per_epoch, teach
     """
     members, step_members = [], []
     for method, method_config in method_configs.items():
-        distiller, settings = modules_and_settings(method_config)
+        distiller, settings = modules_and_settings(method_config, examples)
         members.append(Member(method, distiller, method_config.loss.name))
         step_members.append((method, distiller, method_config.loss.name, frozen(settings)))
     step_members = tuple(step_members)
@@ -182,7 +186,7 @@ def create_table_experiment(config, method_configs, mesh, steps_per_epoch, teach
     seeds = np.asarray(config.seeds or config.seed, np.int32)
     vectorized = vectorize_seeds(config)
     one_step = functools.partial(steps.table_train_step, members=step_members, teacher=teacher,
-                                 optimizer=optimizer, **normalization)
+                                 optimizer=optimizer, steps_per_epoch=steps_per_epoch, **normalization)
     if data_on_device:
         one_step = functools.partial(steps.train_step_on_device, step=one_step, mesh=mesh,
                                      steps_per_epoch=steps_per_epoch, global_batch=config.global_batch_size)

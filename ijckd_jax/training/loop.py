@@ -37,8 +37,8 @@ from ijckd_jax.training.metrics import create_writer
 from ijckd_jax.training.progress import Progress
 from ijckd_jax.training.runs import Run, assemble, listing, of_run, select
 from ijckd_jax.training.steps import count_correct, step_count
-from ijckd_jax.training.workdir import (History, WorkdirLock, check_belongs, export_student, flatten,
-                                        record_run, summarize, write_summary)
+from ijckd_jax.training.workdir import (History, WorkdirLock, check_belongs, check_same_examples, export_student,
+                                        flatten, record_run, summarize, write_summary)
 
 # Jitted once: the student's and the teacher's classifier keep their shapes for the whole run.
 compare_classifier_weights = jax.jit(classifier_comparison)
@@ -88,6 +88,8 @@ def train_validated(config, runs, workdir):
     teacher_variables = load_teacher(config) if uses_teacher else {}
     mesh = Mesh()
     device_split = place_training_data(config, pipeline, mesh)
+    examples = None if device_split is None else int(device_split.labels.shape[0])
+    check_examples(runs, examples)
     if config.seeds and jax.default_backend() == 'cpu' and (not is_table(config) or vectorize_seeds(config)):
         logging.warning('Seeds vmapped on a CPU are slower than one after another (5 seeds took 15x one '
                         'seed\'s step: bench/RESULTS.md); consider separate runs with --config.seed.')
@@ -103,18 +105,32 @@ def train_validated(config, runs, workdir):
             os.makedirs(run.workdir, exist_ok=True)
             locks.enter_context(WorkdirLock(run.workdir))
             files.remove_abandoned(os.path.join(run.workdir, 'export'))
-            record_run(run.workdir, run.config, jax.device_count(), pipeline.steps_per_epoch)
+            record_run(run.workdir, run.config, jax.device_count(), pipeline.steps_per_epoch, examples)
         return train_in_workdirs(config, runs, pipeline, device_split, mesh, teacher_variables)
+
+
+def check_examples(runs, examples):
+    """Runs whose objective indexes the training split (CRD) have it on the devices, of the
+    size their memory bank was made for."""
+    for run in runs:
+        if get_objective(run.config.loss.name).uses_examples:
+            if examples is None:
+                raise ConfigError(f"config.loss.name='{run.config.loss.name}' keeps a memory bank indexed by each "
+                                  "example's position in the training split, but the split does not fit on the "
+                                  'devices; train on a smaller split or devices with more memory.')
+            check_same_examples(run.workdir, examples)
 
 
 def train_in_workdirs(config, runs, pipeline, device_split, mesh, teacher_variables):
     """The runs themselves, once their workdirs are locked; returns their summaries."""
+    examples = None if device_split is None else int(device_split.labels.shape[0])
     if is_table(config):
         experiment = create_table_experiment(config, method_configs(config), mesh, pipeline.steps_per_epoch,
-                                             teacher_variables, data_on_device=device_split is not None)
+                                             teacher_variables, data_on_device=device_split is not None,
+                                             examples=examples)
     else:
         experiment = create_experiment(config, mesh, pipeline.steps_per_epoch, teacher_variables,
-                                       data_on_device=device_split is not None)
+                                       data_on_device=device_split is not None, examples=examples)
     runs = [run._replace(manager=checkpoints.checkpoint_manager(run.workdir, config.checkpoints_to_keep))
             for run in runs]
     state = restore(runs, experiment.state, mesh)  # a checkpoint that cannot be read stops the run here

@@ -6,7 +6,7 @@ import optax
 from ijckd_jax.bound import bound_sums
 from ijckd_jax.data import device as device_data
 from ijckd_jax.distillation import evaluation_logits, forward
-from ijckd_jax.objectives import get_objective
+from ijckd_jax.objectives import Examples, get_objective
 from ijckd_jax.training.state import TrainState, merge_variables, split_variables
 
 
@@ -15,23 +15,27 @@ def normalize(images, mean, std):
     return (images.astype(jnp.float32) / 255.0 - jnp.asarray(mean)) / jnp.asarray(std)
 
 
-def train_step(state, teacher_variables, images, labels, *, distiller, objective_name, settings,
-               optimizer, mean, std):
-    """One SGD step on the objective; returns the new state and this step's metrics."""
-    return update(state, teacher_variables, normalize(images, mean, std), labels, None, distiller=distiller,
-                  objective_name=objective_name, settings=settings, optimizer=optimizer)
+def train_step(state, teacher_variables, images, labels, examples=None, *, distiller, objective_name, settings,
+               optimizer, mean, std, steps_per_epoch):
+    """One SGD step on the objective; returns the new state and this step's metrics.
+    `examples` (an Examples), where the batch comes from the split held on the devices."""
+    return update(state, teacher_variables, normalize(images, mean, std), labels, None, examples,
+                  distiller=distiller, objective_name=objective_name, settings=settings, optimizer=optimizer,
+                  steps_per_epoch=steps_per_epoch)
 
 
-def update(state, teacher_variables, images, labels, teacher_output, *, distiller, objective_name, settings,
-           optimizer):
+def update(state, teacher_variables, images, labels, teacher_output, examples=None, *, distiller, objective_name,
+           settings, optimizer, steps_per_epoch):
     """train_step on normalized images, given the frozen teacher's output on them (None: the
     forward pass computes it)."""
     objective = get_objective(objective_name)
+    # Counted from 1, as mdistiller's trainer passes it to DKD's warm-up.
+    epoch = (state.step // steps_per_epoch + 1).astype(jnp.float32)
 
     def loss_function(params):
         variables = merge_variables(params, state.batch_stats)
         outputs, updated = forward(distiller, variables, teacher_variables, images, train=True,
-                                   teacher_output=teacher_output)
+                                   teacher_output=teacher_output, epoch=epoch, examples=examples)
         loss, terms = objective.loss(outputs, labels, settings)
         return loss, (terms, split_variables(updated)[1], outputs)
 
@@ -45,7 +49,8 @@ def update(state, teacher_variables, images, labels, teacher_output, *, distille
     return TrainState(state.step + 1, params, batch_stats, opt_state), metrics
 
 
-def table_train_step(states, teacher_variables, images, labels, *, members, teacher, optimizer, mean, std):
+def table_train_step(states, teacher_variables, images, labels, examples=None, *, members, teacher, optimizer,
+                     mean, std, steps_per_epoch):
     """One SGD step of every method of a comparison table on the same batch: the frozen
     teacher's forward pass (features and logits) computed once, each method's loss, gradient
     and update on its own state. `states` and the metrics are keyed by method; `members`
@@ -57,8 +62,9 @@ def table_train_step(states, teacher_variables, images, labels, *, members, teac
     updated, metrics = {}, {}
     for method, distiller, objective_name, settings in members:
         updated[method], method_metrics = update(
-            states[method], teacher_variables, images, labels, teacher_output, distiller=distiller,
-            objective_name=objective_name, settings=dict(settings), optimizer=optimizer)
+            states[method], teacher_variables, images, labels, teacher_output, examples, distiller=distiller,
+            objective_name=objective_name, settings=dict(settings), optimizer=optimizer,
+            steps_per_epoch=steps_per_epoch)
         metrics.update({f'{method}/{name}': value for name, value in method_metrics.items()})
     return updated, metrics
 
@@ -67,10 +73,11 @@ def train_step_on_device(state, teacher_variables, split_images, split_labels, o
                          steps_per_epoch, global_batch):
     """`step` on the batch of the state's step, drawn from the split held on the devices in
     the epoch's `order` and augmented from `seed`."""
-    images, labels = device_data.draw_batch(
+    images, labels, positions = device_data.draw_batch(
         device_data.DeviceSplit(split_images, split_labels), order, step_count(state), seed, mesh,
         steps_per_epoch=steps_per_epoch, global_batch=global_batch)
-    return step(state, teacher_variables, images, labels)
+    examples = Examples(positions, split_labels, device_data.objective_key(seed, step_count(state)))
+    return step(state, teacher_variables, images, labels, examples)
 
 
 def step_count(state):

@@ -89,11 +89,26 @@ def field_differences(stored, current):
             for key in sorted(set(stored) | set(current)) if stored.get(key) != current.get(key)]
 
 
-def record_run(workdir, config, device_count, steps_per_epoch):
-    """Writes run.json for a run that starts afresh (the workdir has no checkpoint)."""
+def record_run(workdir, config, device_count, steps_per_epoch, examples=None):
+    """Writes run.json for a run that starts afresh (the workdir has no checkpoint); `examples`,
+    the size of the training split held on the devices (None: streamed from the host)."""
     if jax.process_index() == 0 and not checkpointed_steps(workdir):
         files.write_json(os.path.join(workdir, RUN), {
-            'config': math_fields(config), 'devices': device_count, 'steps_per_epoch': steps_per_epoch})
+            'config': math_fields(config), 'devices': device_count, 'steps_per_epoch': steps_per_epoch,
+            'examples': examples})
+
+
+def check_same_examples(workdir, examples):
+    """A run whose state has a row per training example (CRD's memory bank) resumes only on a
+    training split of the size it started with."""
+    path = os.path.join(workdir, RUN)
+    if not checkpointed_steps(workdir) or not os.path.exists(path):
+        return
+    stored = read_json(path).get('examples')
+    if stored != examples:
+        raise WorkdirError(f'{workdir} holds a run whose memory bank has a row for each of its {stored} training '
+                           f'examples, but the training split now has {examples}; resume it on the same data, '
+                           'or pass a new --workdir to start afresh.')
 
 
 def lock_holder(workdir):

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ijckd_jax.distillation import build_distiller, evaluation_logits, forward, init_trainable
-from ijckd_jax.objectives import OBJECTIVES, DistillationOutputs, get_objective, resolve_settings
+from ijckd_jax.objectives import OBJECTIVES, DistillationOutputs, Examples, get_objective, resolve_settings
 
 BATCH, CLASSES, CHANNELS = 8, 10, 6
 
@@ -24,7 +24,8 @@ def random_outputs(seed=0):
 
 def torch_reference(name, outputs, labels, weights):
     """The paper's formulas (Algorithms 1-5, Hinton's KD) written with torch.nn.functional."""
-    o = {field: torch.from_numpy(np.asarray(value)) for field, value in outputs._asdict().items()}
+    o = {field: torch.from_numpy(np.asarray(value)) for field, value in outputs._asdict().items()
+         if isinstance(value, np.ndarray)}
     y = torch.from_numpy(labels).long()
     ce = F.cross_entropy
     if name == 'ce':
@@ -59,7 +60,10 @@ def torch_reference(name, outputs, labels, weights):
     raise AssertionError(name)
 
 
-SETTINGS = [(name, {}) for name in OBJECTIVES] + [
+# The paper's objectives and KD; the other methods are checked against their sources' code in
+# test_objectives_logits.py, test_objectives_features.py and test_objectives_heads.py.
+PAPER_OBJECTIVES = ('ce', 'ce_teacher_classifier', 'kd', 'srrl', 'simkd', 'ijckd', 'ijckd_joint', 'ijckd_distance')
+SETTINGS = [(name, {}) for name in PAPER_OBJECTIVES] + [
     ('kd', {'temperature': 2.0, 'ce_weight': 1.0, 'kd_weight': 0.5}),
     ('srrl', {'alpha': 0.5, 'beta': 2.0}),
     ('ijckd', {'alpha_ce': 0.2}),
@@ -91,7 +95,8 @@ def test_evaluation_classifier_of_each_objective():
                 'ijckd_distance': 'student_logits', 'simkd': 'teacher_classifier_logits',
                 'ijckd': 'teacher_classifier_logits',
                 'ce_teacher_classifier': 'teacher_classifier_logits',
-                'ijckd_joint': 'joint_student_logits'}
+                'ijckd_joint': 'joint_student_logits',
+                **{name: 'student_logits' for name in ('at', 'crd', 'dkd', 'fitnet', 'ofd', 'pkt', 'rkd', 'vid', 'wsld')}}
     assert set(expected) == set(OBJECTIVES)
     for name, field in expected.items():
         assert evaluation_logits(outputs, name) is getattr(outputs, field), name
@@ -99,7 +104,7 @@ def test_evaluation_classifier_of_each_objective():
 
 @pytest.mark.quick
 @pytest.mark.parametrize('name, overrides, message', [
-    ('ijckd2', {}, "Did you mean 'ijckd'\\? Valid objectives: ce, ce_teacher_classifier, ijckd, ijckd_distance"),
+    ('ijckd2', {}, "Did you mean 'ijckd'\\? Valid objectives: at, ce, ce_teacher_classifier, crd, dkd, fitnet, ijckd, "),
     ('ijckd', {'logit_loss': 'l1'}, 'valid logit losses: mse, cosine, ce'),
     ('ijckd', {'alpha_ce': -0.1}, 'alpha_ce=-0.1 .* must be a finite number'),
     ('ijckd', {'alpha_lm': float('nan')}, 'alpha_lm=nan .* must be a finite number'),
@@ -119,16 +124,19 @@ def nonzero(tree):
 @pytest.mark.parametrize('name', list(OBJECTIVES))
 def test_gradients_reach_what_trains_and_never_the_teacher(name):
     teacher = 'resnet8' if name == 'ijckd_distance' else 'resnet14'  # Alg. 5 needs equal widths
-    distiller = build_distiller(name, 'resnet8', teacher, num_classes=CLASSES, image_size=16)
+    distiller = build_distiller(name, 'resnet8', teacher, num_classes=CLASSES, image_size=16, examples=16)
     images = jax.random.normal(jax.random.key(0), (4, 16, 16, 3))
     labels = jnp.arange(4) % CLASSES
+    # The batch as the first 4 of a split of 16 examples (CRD's memory bank indexes it).
+    examples = Examples(jnp.arange(4), jnp.arange(16) % CLASSES, jax.random.key(3))
     variables = init_trainable(distiller, jax.random.key(1), images)
     teacher_variables = distiller.teacher.init(jax.random.key(2), images) if distiller.teacher else {}
     objective, weights = get_objective(name), resolve_settings(name)
 
     def loss(trainable_params, teacher_variables):
         merged = {part: {**value, 'params': trainable_params[part]} for part, value in variables.items()}
-        outputs, _ = forward(distiller, merged, teacher_variables, images, train=True)
+        outputs, _ = forward(distiller, merged, teacher_variables, images, train=True, epoch=jnp.float32(1),
+                             examples=examples)
         return objective.loss(outputs, labels, weights)[0]
 
     trainable_params = {part: value['params'] for part, value in variables.items()}
@@ -142,6 +150,9 @@ def test_gradients_reach_what_trains_and_never_the_teacher(name):
     assert ('joint_classifier' in gradients) == (name == 'ijckd_joint')
     if name == 'ijckd_joint':
         assert nonzero(gradients['joint_classifier'])
+    assert ('head' in gradients) == (objective.head is not None)
+    if objective.head is not None:
+        assert nonzero(gradients['head'])
     assert not nonzero(teacher_gradients)
 
 

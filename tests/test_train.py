@@ -71,9 +71,11 @@ def test_each_objective_trains_end_to_end(objective, teacher, distilled, tmp_pat
     assert sorted(os.listdir(workdir / 'checkpoints')) == ['2', '4']
     assert not (workdir / 'export').exists()
     # The teacher is never written into the student's checkpoints.
+    # Nor the objective's own trainable head (FitNet's regressor, VID's estimators) in the export.
     parts = set(final_state(workdir)['params'])
     assert parts == {'student', 'connector', 'joint_classifier'} if objective == 'ijckd_joint' else \
-        parts == ({'student', 'connector'} if OBJECTIVES[objective].uses_connector else {'student'})
+        parts == ({'student', 'connector'} if OBJECTIVES[objective].uses_connector else
+                  {'student', 'head'} if OBJECTIVES[objective].head else {'student'})
 
 
 @pytest.mark.quick

@@ -1,0 +1,99 @@
+"""Attention transfer, AT (Zagoruyko & Komodakis, ICLR 2017, "Paying more attention to attention:
+improving the performance of convolutional neural networks via attention transfer"), as
+RepDistiller trains it (github.com/HobbitLong/RepDistiller: distiller_zoo/AT.py Attention, a copy of
+the authors' utils.py at/at_loss in github.com/szagoruyko/attention-transfer; helper/loops.py
+train_distill, --distill attention):
+
+    γ·CE + α·KD + β·Σ_l mean((Q(feat_s[l]) − Q(feat_t[l]))²),  l over feat[1:-1],
+    Q(f) = normalize(vec(mean_c |f_c|^p))
+
+with the published weights γ = 1, α = 0, β = 1000 and p = 2 (scripts/run_cifar_distill.sh -a 0
+-b 1000; Attention(p=2)). feat[1:-1] are the outputs of every stage, here `student_stages[1:]`
+(stages[0] is the stem's output); the maps are NHWC, so the channel mean is over the last axis.
+"""
+import jax
+import jax.numpy as jnp
+import optax
+
+from ijckd_jax.connectors import average_pool_to
+from ijckd_jax.objectives import Objective
+from ijckd_jax.objectives.losses import CLASSIFICATION_DEFAULTS, check_temperature, classification_terms, total
+
+# F.normalize's default eps: the attention vector is divided by max(‖vec‖₂, 1e-12).
+NORMALIZE_EPSILON = 1e-12
+
+# ImageNet: mdistiller (github.com/megvii-research/mdistiller) configs/imagenet/r34_r18/at.yaml
+# and configs/imagenet/r50_mv1/at.yaml set no AT section, so mdistiller/engine/cfg.py's defaults
+# apply (CFG.AT.P = 2, LOSS.CE_WEIGHT = 1.0, LOSS.FEAT_WEIGHT = 1000.0), on feats[1:], every stage's
+# output after its ReLU (mdistiller/distillers/AT.py; models/imagenet/resnet.py), no KD term.
+# They equal the CIFAR-100 defaults; stated here so that the ImageNet run's source is explicit.
+IMAGENET = {'ce_weight': 1.0, 'kd_weight': 0.0, 'beta': 1000.0, 'p': 2.0}
+
+
+def attention(feature_map, p):
+    """Attention.at: the channel mean of |f|^p, flattened over space, L2-normalised.
+
+    RepDistiller computes f.pow(p); the paper's F^p_mean uses |f|^p. They agree for even p and
+    for maps after a ReLU (every stage output AT distils); |f|^p keeps odd or fractional p a
+    valid attention map on signed maps, where f.pow(p) is negative or NaN."""
+    magnitude = jnp.abs(feature_map.astype(jnp.float32))
+    # An integral p (the default 2) as an integer power, as torch's pow(2): exact, and its
+    # gradient at 0 is 0 for p ≥ 1.
+    exponent = int(p) if float(p).is_integer() else float(p)
+    flat = jnp.mean(magnitude ** exponent, axis=-1).reshape(feature_map.shape[0], -1)
+    # optax.safe_norm: torch's norm has a zero gradient at an all-zero map (a dead stage), a
+    # plain jnp.linalg.norm a NaN one.
+    return flat / optax.safe_norm(flat, NORMALIZE_EPSILON, axis=1, keepdims=True)
+
+
+def pool_to_common_size(student_map, teacher_map):
+    """at_loss pools the larger map to the smaller one's size (F.adaptive_avg_pool2d). Where one
+    size divides the other that is a mean over factor×factor blocks; other sizes are refused,
+    since adaptive pooling's overlapping windows are not reproduced here."""
+    student_size, teacher_size = student_map.shape[1], teacher_map.shape[1]
+    for name, feature_map in (('student', student_map), ('teacher', teacher_map)):
+        if feature_map.shape[1] != feature_map.shape[2]:
+            raise ValueError(f'AT needs square maps (RepDistiller pools to H×H); the {name} map is '
+                             f'{feature_map.shape[1]}×{feature_map.shape[2]}.')
+    larger, smaller = max(student_size, teacher_size), min(student_size, teacher_size)
+    if larger % smaller:
+        raise ValueError(f'AT cannot pool a {larger}×{larger} map to {smaller}×{smaller}: RepDistiller '
+                         'adaptive-average-pools the larger map, reproduced here only where one size '
+                         'divides the other.')
+    return average_pool_to(student_map, smaller), average_pool_to(teacher_map, smaller)
+
+
+def attention_loss(student_map, teacher_map, p):
+    """Attention.at_loss: the mean over batch and positions of the squared difference."""
+    student_map, teacher_map = pool_to_common_size(student_map.astype(jnp.float32),
+                                                   teacher_map.astype(jnp.float32))
+    return jnp.mean(jnp.square(attention(student_map, p) - attention(teacher_map, p)))
+
+
+def attention_transfer(student_stages, teacher_stages, p):
+    """Σ over the pairs of stage maps of at_loss; the teacher's maps are constants, as
+    train_distill computes feat_t under torch.no_grad(). Where the two lists differ in length
+    (ResNet-50 → MobileNetV1 on ImageNet: 4 maps against 3), the sources zip them: the first
+    maps pair up and the longer list's last ones are left out."""
+    return sum(attention_loss(student_map, jax.lax.stop_gradient(teacher_map), p)
+               for student_map, teacher_map in zip(student_stages, teacher_stages))
+
+
+def loss(outputs, labels, settings):
+    # feat[1:-1]: the stem's output (feat[0]) is not distilled.
+    at = attention_transfer(outputs.student_stages[1:], outputs.teacher_stages[1:], settings['p'])
+    return total({**classification_terms(outputs, labels, settings), 'at': settings['beta'] * at})
+
+
+def check(settings):
+    check_temperature(settings)
+    if settings['p'] < 1:
+        # |f|^p has an infinite slope at 0 for p < 1, and the maps after a ReLU hold exact zeros:
+        # the gradient would be NaN (in RepDistiller's f.pow(p) too).
+        raise ValueError(f"AT's p must be ≥ 1 (the power of the activations; p < 1 gives NaN gradients "
+                         f"where an activation is 0), got {settings['p']}.")
+
+
+OBJECTIVE = Objective(loss, evaluation_classifier='student',
+                      defaults={**CLASSIFICATION_DEFAULTS, 'beta': 1000.0, 'p': 2.0},
+                      uses_teacher=True, uses_connector=False, check=check)

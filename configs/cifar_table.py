@@ -4,22 +4,26 @@ method on the same batches, the frozen teacher's forward pass computed once per 
     python main.py --config configs/cifar_table.py:resnet32x4-resnet8x4 \
         --config.teacher.checkpoint=teachers/resnet32x4 --workdir runs/r32x4-r8x4 --config.seeds=0,1,2
 
-trains CE, KD, SRRL, SimKD and IJCKD (--config.methods=kd,ijckd picks others; the ablations
-ijckd_distance, ijckd_joint and ce_teacher_classifier may be named too), each with the settings
-its own config file gives it, each method × seed in WORKDIR/METHOD/seed_SEED. A variant is
-'teacher-student', optionally with protocol=paper|repdistiller; `ijckd-report WORKDIR` reads
-the table.
+trains the student alone (CE) and every method of the paper's Table 1: FitNet, KD, VID, RKD,
+PKT, OFD, CRD, WSLD, DKD, SRRL, SimKD and IJCKD (--config.methods=kd,ijckd picks others; AT and
+the ablations ijckd_distance, ijckd_joint and ce_teacher_classifier may be named too), each
+with the settings its own config file gives it, each method × seed in
+WORKDIR/METHOD/seed_SEED. A variant is 'teacher-student', optionally with
+protocol=paper|repdistiller; `ijckd-report WORKDIR` reads the table.
 """
-from configs import (cifar_ijckd, cifar_ijckd_distance, cifar_ijckd_joint, cifar_kd, cifar_simkd, cifar_srrl,
-                     cifar_teacher, cifar_teacher_classifier)
+from configs import (cifar_at, cifar_crd, cifar_dkd, cifar_fitnet, cifar_ijckd, cifar_ijckd_distance,
+                     cifar_ijckd_joint, cifar_kd, cifar_ofd, cifar_pkt, cifar_rkd, cifar_simkd, cifar_srrl,
+                     cifar_teacher, cifar_teacher_classifier, cifar_vid, cifar_wsld)
 from configs.common import LOW_LEARNING_RATE_STUDENTS, TABLE1_PAIRS, parse_variant, pop_protocol
 from ijckd_jax.table import table_config
 
 # Each method's config file; 'ce' is the student trained alone (configs/cifar_teacher.py).
-METHOD_CONFIGS = {'ce': cifar_teacher, 'kd': cifar_kd, 'srrl': cifar_srrl, 'simkd': cifar_simkd,
-                  'ijckd': cifar_ijckd, 'ijckd_distance': cifar_ijckd_distance,
-                  'ijckd_joint': cifar_ijckd_joint, 'ce_teacher_classifier': cifar_teacher_classifier}
-METHODS = 'ce,kd,srrl,simkd,ijckd'  # Table 1's columns
+METHOD_CONFIGS = {'ce': cifar_teacher, 'fitnet': cifar_fitnet, 'kd': cifar_kd, 'vid': cifar_vid, 'rkd': cifar_rkd,
+                  'pkt': cifar_pkt, 'ofd': cifar_ofd, 'crd': cifar_crd, 'wsld': cifar_wsld, 'dkd': cifar_dkd,
+                  'srrl': cifar_srrl, 'simkd': cifar_simkd, 'ijckd': cifar_ijckd, 'at': cifar_at,
+                  'ijckd_distance': cifar_ijckd_distance, 'ijckd_joint': cifar_ijckd_joint,
+                  'ce_teacher_classifier': cifar_teacher_classifier}
+METHODS = 'ce,fitnet,kd,vid,rkd,pkt,ofd,crd,wsld,dkd,srrl,simkd,ijckd'  # Table 1's columns in its order
 VARIANTS = TABLE1_PAIRS
 
 

@@ -5,6 +5,8 @@ A variant is 'teacher-student' (or a model name for runs without a teacher) foll
 settings: 'resnet32x4-resnet8x4,connector=1x1-3x3-1x1,alpha_ce=0.2'. `protocol` picks whose
 training recipe a run follows where sources disagree (docs/fidelity.md).
 """
+import importlib
+
 import ml_collections
 
 from ijckd_jax.connectors import check_connector_name
@@ -134,10 +136,21 @@ def distillation_config(objective, teacher, student, options, data=CIFAR100):
     return config
 
 
-def cifar_distillation_config(objective, arg, default_pair='resnet32x4-resnet8x4'):
-    """A CIFAR-100 distillation run from its variant string, at the protocol's learning rate."""
+def imagenet_settings(objective, pair):
+    """The objective's ImageNet settings for 'teacher-student' where its source gives others
+    than its CIFAR-100 defaults (the module's IMAGENET and IMAGENET_PAIR_SETTINGS, e.g. DKD's),
+    else none."""
+    module = importlib.import_module(f'ijckd_jax.objectives.{objective}')
+    return {**getattr(module, 'IMAGENET', {}), **getattr(module, 'IMAGENET_PAIR_SETTINGS', {}).get(pair, {})}
+
+
+def cifar_distillation_config(objective, arg, default_pair='resnet32x4-resnet8x4', pair_settings=None):
+    """A CIFAR-100 distillation run from its variant string, at the protocol's learning rate;
+    `pair_settings` ({'teacher-student': settings}) are the objective's own per-pair settings,
+    which the variant's options override."""
     teacher, student, options = parse_variant(arg, default_pair)
     protocol = pop_protocol(options, LOW_LEARNING_RATE_STUDENTS)
+    options = {**(pair_settings or {}).get(f'{teacher}-{student}', {}), **options}
     config = distillation_config(objective, teacher, student, options)
     config.optimizer.learning_rate = cifar_learning_rate(student, protocol)
     return config

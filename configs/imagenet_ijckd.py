@@ -19,7 +19,7 @@ r34_r18.yaml batch 256, learning rate 0.1, 120 epochs; r50_mv1.yaml batch 512, l
 Variants: resnet34-resnet18, resnet50-MobileNetV1, each with protocol=paper|authors_code and
 the settings of configs/cifar_ijckd.py.
 """
-from configs.common import IMAGENET, distillation_config, parse_variant, pop_protocol
+from configs.common import IMAGENET, distillation_config, imagenet_settings, parse_variant, pop_protocol
 
 VARIANTS = ('resnet34-resnet18', 'resnet50-MobileNetV1')
 PAPER = dict(batch=512, learning_rate=0.2, epochs=120, nesterov=True, feature_matching=0.0)
@@ -54,6 +54,7 @@ def imagenet_config(objective, arg=None):
     recipe = training_recipe(pop_protocol(options, PROTOCOLS), f'{teacher}-{student}')
     if objective == 'ijckd':
         options = {'connector': '1x1-3x3-1x1', 'beta_fm': recipe['feature_matching'], **options}
+    options = {**imagenet_settings(objective, f'{teacher}-{student}'), **options}
     config = distillation_config(objective, teacher, student, options, data=IMAGENET)
     config.optimizer.update(dict(learning_rate=recipe['learning_rate'], nesterov=recipe['nesterov'],
                                  weight_decay=1e-4, decay_epochs=(30, 60, 90)))

@@ -1,5 +1,5 @@
 """The paper's Table 5 comparison on ImageNet for one pair, trained as one run: the student
-alone, KD, SRRL and IJCKD on the same batches, each streamed batch decoded once and the frozen
+alone, KD, AT, WSLD, DKD, SRRL and IJCKD on the same batches, each streamed batch decoded once and the frozen
 teacher's forward computed once for all of them.
 
     python main.py --config configs/imagenet_table.py:resnet34-resnet18 \
@@ -7,18 +7,20 @@ teacher's forward computed once for all of them.
 
 Every method trains under the recipe of configs/imagenet_ijckd.py's protocol (paper: batch
 512, learning rate 0.2, 120 epochs), so that the table is one paired comparison; IJCKD with the
-1×1-3×3-1×1 connector, KD and SRRL with their own defaults (configs/cifar_kd.py,
-configs/cifar_srrl.py). The KD and SRRL rows of the paper's Table 5 come from those methods'
-own papers and recipes (docs/fidelity.md). Variants: Table 5's pairs, with
+1×1-3×3-1×1 connector, AT, WSLD and DKD with their sources' ImageNet settings (each module's
+IMAGENET), KD and SRRL with their own defaults (configs/cifar_kd.py, configs/cifar_srrl.py).
+The other rows of the paper's Table 5 come from those methods' own papers and recipes
+(docs/fidelity.md). Variants: Table 5's pairs, with
 protocol=paper|authors_code; --config.methods may also name simkd.
 """
 from configs import imagenet_ijckd
 from ijckd_jax.table import table_config
 
 VARIANTS = imagenet_ijckd.VARIANTS
-METHODS = 'ce,kd,srrl,ijckd'  # Table 5's rows that this project implements
+METHODS = 'ce,kd,at,wsld,dkd,srrl,ijckd'  # Table 5's rows that this project implements (not CRD)
 
 
 def get_config(arg=None):
-    configs = {method: imagenet_ijckd.imagenet_config(method, arg) for method in ('ce', 'kd', 'srrl', 'simkd', 'ijckd')}
+    configs = {method: imagenet_ijckd.imagenet_config(method, arg)
+               for method in ('ce', 'kd', 'at', 'wsld', 'dkd', 'srrl', 'simkd', 'ijckd')}
     return table_config(configs, METHODS)

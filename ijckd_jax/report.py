@@ -11,7 +11,7 @@ import os
 import statistics
 from typing import NamedTuple, Optional
 
-from ijckd_jax.objectives import OBJECTIVES
+from ijckd_jax.objectives import OBJECTIVES, dkd
 
 DEFAULT_CONNECTOR = '1x1'  # configs/common.py: base_config's connector.kind
 SUMMARY_FIELDS = ('dataset', 'objective', 'loss', 'connector', 'student', 'teacher', 'seed',
@@ -64,6 +64,27 @@ def paper_key(objective, teacher, student, connector=None, **changes):
 
 R32X4, R8X4, WRN402, WRN401 = 'resnet32x4', 'resnet8x4', 'wrn_40_2', 'wrn_40_1'
 
+# CRD's Tables 1 and 2 (github.com/HobbitLong/RepDistiller, README), the columns in this order.
+REPDISTILLER_PAIRS = ('wrn_40_2-wrn_16_2', 'wrn_40_2-wrn_40_1', 'resnet56-resnet20', 'resnet110-resnet20',
+                      'resnet110-resnet32', 'resnet32x4-resnet8x4', 'vgg13-vgg8', 'vgg13-MobileNetV2',
+                      'ResNet50-MobileNetV2', 'ResNet50-vgg8', 'resnet32x4-ShuffleV1', 'resnet32x4-ShuffleV2',
+                      'wrn_40_2-ShuffleV1')
+REPDISTILLER_TOP1 = {
+    'kd': (74.92, 73.54, 70.66, 70.67, 73.08, 73.33, 72.98, 67.37, 67.35, 73.81, 74.07, 74.45, 74.83),
+    'fitnet': (73.58, 72.24, 69.21, 68.99, 71.06, 73.50, 71.02, 64.14, 63.16, 70.69, 73.59, 73.54, 73.73),
+    'at': (74.08, 72.77, 70.55, 70.22, 72.31, 73.44, 71.43, 59.40, 58.58, 71.84, 71.73, 72.73, 73.32),
+    'vid': (74.11, 73.30, 70.38, 70.16, 72.61, 73.09, 71.23, 65.56, 67.57, 70.30, 73.38, 73.40, 73.61),
+    'rkd': (73.35, 72.22, 69.61, 69.25, 71.82, 71.90, 71.48, 64.52, 64.43, 71.50, 72.28, 73.21, 72.21),
+    'pkt': (74.54, 73.45, 70.34, 70.25, 72.61, 73.64, 72.88, 67.13, 66.52, 73.01, 74.10, 74.69, 73.89),
+    'crd': (75.48, 74.14, 71.16, 71.46, 73.48, 75.51, 73.94, 69.73, 69.11, 74.30, 75.11, 75.65, 76.05),
+}
+# github.com/megvii-research/mdistiller, README (CIFAR-100, DKD).
+MDISTILLER_DKD_TOP1 = {
+    'resnet56-resnet20': 71.97, 'resnet110-resnet32': 74.11, 'resnet32x4-resnet8x4': 76.32,
+    'wrn_40_2-wrn_16_2': 76.23, 'wrn_40_2-wrn_40_1': 74.81, 'vgg13-vgg8': 74.68, 'resnet32x4-ShuffleV1': 76.45,
+    'wrn_40_2-ShuffleV1': 76.70, 'vgg13-MobileNetV2': 69.71, 'ResNet50-MobileNetV2': 70.35,
+}
+
 # Published CIFAR-100 top-1 (%), each setting listed once: Li et al., "IJCKD", Neural Networks
 # 2024, §4.1's text and Tables 2, 3, 4, 6 and 7; and, for the teachers, the
 # vanilla students that Table 6 lacks and KD, Tian et al., "Contrastive Representation
@@ -114,13 +135,13 @@ PAPER_CIFAR100_TOP1 = {
     paper_key('ijckd_joint', R32X4, R8X4, '1x1'): 76.65,
     paper_key('ijckd_joint', WRN402, WRN401, '1x1'): 75.02,
     paper_key('ijckd_distance', R32X4, R8X4): 76.55,
-    # CRD's Table 1: KD with RepDistiller's defaults (ce_weight 0.1, kd_weight 0.9, temperature 4).
-    paper_key('kd', 'resnet56', 'resnet20'): 70.66,
-    paper_key('kd', 'resnet110', 'resnet32'): 73.08,
-    paper_key('kd', R32X4, R8X4): 73.33,
-    paper_key('kd', WRN402, 'wrn_16_2'): 74.92,
-    paper_key('kd', WRN402, WRN401): 73.54,
-    paper_key('kd', 'vgg13', 'vgg8'): 72.98,
+    # KD (RepDistiller's defaults: ce_weight 0.1, kd_weight 0.9, temperature 4) and the feature
+    # methods with their published weights: CRD's Tables 1 and 2 (RepDistiller's README).
+    **{paper_key(method, *pair.split('-')): top1 for method, row in REPDISTILLER_TOP1.items()
+       for pair, top1 in zip(REPDISTILLER_PAIRS, row) if top1 is not None},
+    # DKD with mdistiller's per-pair beta (ijckd_jax/objectives/dkd.py): mdistiller's README.
+    **{paper_key('dkd', *pair.split('-'), **dkd.PAIR_SETTINGS.get(pair, {})): top1
+       for pair, top1 in MDISTILLER_DKD_TOP1.items()},
 }
 
 

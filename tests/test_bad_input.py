@@ -1,5 +1,6 @@
 """Bad input as a new user gives it: one line `error: ...` before any work, no traceback,
 nothing written; a workdir belongs to one run; data is what it says; divergence stops a run."""
+import importlib
 import json
 import os
 import re
@@ -54,8 +55,8 @@ def assert_one_error_line(result, expected):
     ('--config.student.model=resnet9', "error: config.student.model: Unknown model 'resnet9'. Did you mean "
                                        "'resnet8'? Valid models: "),
     ('--config.loss.name=kd2', "error: config.loss.name: Unknown objective 'kd2'. Did you mean 'kd'? Valid "
-                               'objectives: ce, ce_teacher_classifier, ijckd, ijckd_distance, ijckd_joint, kd, '
-                               'simkd, srrl.'),
+                               'objectives: at, ce, ce_teacher_classifier, crd, dkd, fitnet, ijckd, ijckd_distance, '
+                               'ijckd_joint, kd, '),
     ('--config.data.dataset=cifar10O', "error: config.data.dataset='cifar10O' is neither 'digits', an image "
                                        "folder nor a tfds data set. Did you mean 'cifar10'?"),
     ('--config.global_batch_size=6', 'error: config.global_batch_size=6 must be a multiple of the 4 devices the '
@@ -71,7 +72,7 @@ def test_a_bad_value_is_one_line_before_any_work(setting, expected, tmp_path):
 
 @pytest.mark.parametrize('config_argument, setting, expected', [
     ('configs/nope.py', '--config.seed=0', "error: --config {repository}/configs/nope.py: no such file. This "
-                                           "project's config files are configs/{{cifar_ijckd.py,"),
+                                           "project's config files are configs/{{cifar_at.py,cifar_crd.py,"),
     ('configs/cifar_ijkd.py', '--config.seed=0', 'error: --config {repository}/configs/cifar_ijkd.py: no such '
                                                  'file. Did you mean {repository}/configs/cifar_ijckd.py?'),
     ('{tmp_path}/broken.py', '--config.seed=0', "error: --config {tmp_path}/broken.py does not import: "
@@ -119,6 +120,54 @@ def test_seeds_trained_together_are_checked_before_any_work(seeds, on_device, ex
     config.seeds, config.data.on_device = seeds, on_device
     with pytest.raises(ConfigError, match=expected):
         validate_config(config, 1)
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize('file, variant, fields, expected', [
+    ('cifar_fitnet.py', 'resnet8x4-resnet8,hint_layer=7', {},
+     r'config.loss: FitNet hint_layer=7: the student exposes 4 intermediate maps \(hint_layer 0 to 3\).'),
+    ('cifar_vid.py', 'ResNet50-resnet8', {}, 'config.loss: VID pairs the intermediate maps of student and '
+                                             'teacher, but the student exposes 4 and the teacher 5'),
+    ('cifar_crd.py', 'resnet8x4-resnet8', {'on_device': False},
+     "config.loss.name='crd' keeps a memory bank indexed by each example's position in the training split"),
+    ('cifar_dkd.py', 'resnet8x4-resnet8', {'loss.beta': -1.0},
+     r"config.loss: Setting beta=-1.0 of objective 'dkd' must be a finite number ≥ 0."),
+    ('cifar_pkt.py', 'resnet8x4-resnet8', {'loss.temperature': 0.0}, 'config.loss: The KD temperature must be > 0'),
+    ('cifar_crd.py', 'resnet8x4-resnet8', {'loss.negatives': 0},
+     "config.loss: CRD's negatives must be a whole number ≥ 1, got 0."),
+])
+def test_a_methods_setting_or_maps_it_cannot_use_are_refused_before_any_work(file, variant, fields, expected):
+    """A setting of the wrong sign or kind, FitNet's hint layer or VID's stages that the pair's
+    models do not have, CRD without the split on the devices: one line (main.py prints the
+    ConfigError), from the config alone."""
+    config = importlib.import_module(f'configs.{file[:-3]}').get_config(variant)
+    for field, value in fields.items():
+        if field == 'on_device':
+            config.data.on_device = value
+        else:
+            config.loss[field.split('.')[1]] = value
+    with pytest.raises(ConfigError, match=expected):
+        validate_config(config, 1)
+
+
+def test_crd_resumed_on_a_split_of_another_size_is_refused_and_writes_nothing(distilled, teacher):
+    """CRD's memory bank has a row per training example: its run resumes only on a split of the
+    size it started with; refused before any step, nothing written."""
+    from configs.common import cifar_distillation_config
+    from conftest import shrink
+
+    workdir, _ = distilled('crd')
+    config = shrink(cifar_distillation_config('crd', 'resnet8-wrn_16_1'), num_epochs=3)
+    config.teacher.checkpoint = str(teacher[0] / 'export')
+    before = {path: os.path.getmtime(os.path.join(directory, path)) for directory, _, names in os.walk(workdir)
+              for path in names}
+    with tfds.testing.mock_data(num_examples=EXAMPLES + 8):
+        with pytest.raises(WorkdirError, match=f'memory bank has a row for each of its {EXAMPLES} training examples, '
+                                               f'but the training split now has {EXAMPLES + 8}; resume it on the '
+                                               'same data, or pass a new --workdir'):
+            train_and_evaluate(config, str(workdir))
+    assert {path: os.path.getmtime(os.path.join(directory, path)) for directory, _, names in os.walk(workdir)
+            for path in names} == before
 
 
 def test_missing_data_is_one_line_after_the_start_and_writes_nothing(tmp_path):

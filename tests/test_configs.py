@@ -14,7 +14,7 @@ import pytest
 from ijckd_jax.config import validate_config
 from ijckd_jax.errors import DataUnavailable
 from ijckd_jax.distillation import build_distiller, forward, init_trainable
-from ijckd_jax.objectives import get_objective
+from ijckd_jax.objectives import Examples, get_objective, loss_overrides, resolve_settings
 from ijckd_jax.table import is_table, method_configs, validate_table
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,18 +45,24 @@ def test_the_papers_experiments_are_all_variants():
     assert names['imagenet_ijckd.py'] == ['resnet34-resnet18', 'resnet50-MobileNetV1']  # Table 5
     assert names['cifar_table.py'] == names['cifar_kd.py']  # Table 1's pairs, every method at once
     assert names['imagenet_table.py'] == names['imagenet_ijckd.py']  # Table 5's pairs
+    for method in ('fitnet', 'at', 'vid', 'rkd', 'pkt', 'ofd', 'crd', 'wsld', 'dkd'):  # Table 1's other rows
+        assert names[f'cifar_{method}.py'] == names['cifar_kd.py']
+    for method in ('at', 'wsld', 'dkd'):  # Table 5's other rows (CRD needs the split on the devices)
+        assert names[f'imagenet_{method}.py'] == names['imagenet_ijckd.py']
 
 
 @functools.cache
-def output_shapes(distiller, image_size):
-    """The shapes of everything `forward` returns for `distiller`'s modules: traced once per
-    distinct set of modules (the paper's variants share most), checked for every variant."""
+def output_shapes(distiller, image_size, examples):
+    """The shapes of everything `forward` returns for `distiller`'s modules, on a batch of the
+    first 2 of `examples` training examples: traced once per distinct set of modules (the
+    paper's variants share most), checked for every variant."""
     images = jax.ShapeDtypeStruct((2, image_size, image_size, 3), jnp.float32)
     variables = jax.eval_shape(lambda x: init_trainable(distiller, jax.random.key(0), x), images)
     teacher_variables = (jax.eval_shape(distiller.teacher.init, jax.random.key(0), images)
                          if distiller.teacher else {})
-    outputs, _ = jax.eval_shape(lambda v, t, x: forward(distiller, v, t, x, train=True),
-                                variables, teacher_variables, images)
+    batch = Examples(jnp.arange(2), jnp.zeros(examples, jnp.int32), jax.random.key(0))
+    outputs, _ = jax.eval_shape(lambda v, t, x: forward(distiller, v, t, x, train=True, epoch=jnp.float32(1),
+                                                        examples=batch), variables, teacher_variables, images)
     return outputs
 
 
@@ -85,12 +91,17 @@ def test_variant_builds_and_shapes_agree(file, variant, tmp_path):
 
 
 def check_shapes(config):
-    """The student's logits, and the connector's features against the teacher's, as the objective needs."""
+    """The student's logits, the connector's features against the teacher's, and the loss, as
+    the objective needs: a method's head (FitNet's hint layer, VID's stages) fits the pair."""
     objective = get_objective(config.loss.name)
+    examples = 50_000  # CIFAR-100's training split: CRD's memory bank
     distiller = build_distiller(config.loss.name, config.student.model, config.teacher.model or None,
                                 config.data.num_classes, config.connector.kind, config.connector.factor,
-                                config.data.image_size)
-    outputs = output_shapes(distiller, config.data.image_size)
+                                config.data.image_size, settings=loss_overrides(config.loss), examples=examples)
+    outputs = output_shapes(distiller, config.data.image_size, examples)
+    settings = resolve_settings(config.loss.name, loss_overrides(config.loss))
+    assert jax.eval_shape(lambda traced: objective.loss(traced, jnp.zeros(2, jnp.int32), settings)[0],
+                          outputs).shape == ()
     classes = config.data.num_classes
     assert outputs.student_logits.shape == (2, classes)
     if objective.uses_connector:

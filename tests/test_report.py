@@ -88,6 +88,27 @@ def test_the_paper_column_matches_settings_exactly(tmp_path):
 
 
 @pytest.mark.quick
+def test_the_other_methods_get_their_sources_published_numbers(tmp_path):
+    """As their config files set them up: RepDistiller's README for FitNet and CRD, mdistiller's
+    for DKD with its per-pair β; DKD at another β is not the published setting."""
+    from configs import cifar_crd, cifar_dkd, cifar_fitnet
+
+    def write(name, module, pair, **changes):
+        config = module.get_config(pair)
+        teacher, student = pair.split('-')
+        write_run(tmp_path / name, objective=config.loss.name, connector=None, teacher=teacher, student=student,
+                  loss={**config.loss.to_dict(), **changes})
+
+    write('fitnet', cifar_fitnet, 'resnet32x4-resnet8x4')
+    write('crd', cifar_crd, 'vgg13-MobileNetV2')
+    write('dkd', cifar_dkd, 'resnet56-resnet20')
+    write('dkd_beta', cifar_dkd, 'resnet56-resnet20', beta=8.0)
+    paper = {(row[1], row[2]): row[6] for row in table_rows([str(tmp_path)])}
+    assert paper == {('fitnet', 'resnet32x4 → resnet8x4'): '73.50', ('crd', 'vgg13 → MobileNetV2'): '69.73',
+                     ('dkd (beta=2)', 'resnet56 → resnet20'): '71.97', ('dkd', 'resnet56 → resnet20'): '—'}
+
+
+@pytest.mark.quick
 def test_grouping_separates_settings_and_sorts_rows(tmp_path):
     write_run(tmp_path / 'a0', seed=0, best_top1=76.0)
     write_run(tmp_path / 'a1', seed=1, best_top1=77.0)

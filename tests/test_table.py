@@ -130,6 +130,30 @@ def test_a_killed_table_resumes_to_the_runs_of_an_uninterrupted_one_and_methods_
     assert not np.array_equal(other_seed['student']['conv1']['kernel'], same_seed[0]['student']['conv1']['kernel'])
 
 
+def test_the_methods_with_state_of_their_own_resume_exactly_in_a_table(teacher, tmp_path):
+    """The methods with state beyond parameters: FitNet's regressor (with its BatchNorm
+    statistics), CRD's embeddings, memory banks and Z, and DKD's warm-up, which reads the epoch,
+    in one table stopped after its first epoch and resumed: bit for bit the uninterrupted table,
+    each method's head saved in its own run. (The other methods train end to end in
+    test_train.py; their state is parameters only, resumed as every run's.)"""
+    methods = ('fitnet', 'crd', 'dkd')
+
+    def config(epochs):
+        return small_table(teacher, ','.join(methods), num_epochs=epochs)
+
+    with tfds.testing.mock_data(num_examples=EXAMPLES):
+        whole = train_and_evaluate(config(3), str(tmp_path / 'whole'))
+        train_and_evaluate(config(1), str(tmp_path / 'parts'))
+        resumed = train_and_evaluate(config(3), str(tmp_path / 'parts'))
+    assert resumed == whole
+    for method in methods:
+        whole_state, parts_state = (final_state(tmp_path / name / method / 'seed_0') for name in ('whole', 'parts'))
+        jax.tree.map(np.testing.assert_array_equal, whole_state, parts_state)
+        assert ('head' in whole_state['params']) == (method != 'dkd')
+    for method in ('fitnet', 'crd'):  # BatchNorm statistics; the memory banks
+        assert 'head' in final_state(tmp_path / 'whole' / method / 'seed_0')['batch_stats']
+
+
 def test_methods_of_one_seed_start_from_one_student_backbone(teacher):
     """Connectors and heads aside, every method's student starts as the same seed's."""
     config = small_table(teacher, 'ce,kd,srrl,ijckd', seeds=(0, 1))
@@ -154,7 +178,7 @@ def refused_before_any_work(config, workdir, error, message):
 
 @pytest.mark.quick
 @pytest.mark.parametrize('methods, message', [
-    ('kd,nope', r"config.methods='kd,nope': 'nope' is not a method of this table; known: ce, .*ijckd.*, kd, "),
+    ('kd,nope', r"config.methods='kd,nope': 'nope' is not a method of this table; known: at, ce, .*ijckd.*, kd, "),
     ('kd,ijckd,kd', r"config.methods='kd,ijckd,kd' names kd twice; each method is one column of the table."),
     (',', r"config.methods=',' names no method; name some of: "),
 ])
@@ -214,7 +238,8 @@ def test_the_table_config_flag_parses_methods_and_seeds(tmp_path):
     result = main(['--config', os.path.join(REPOSITORY, 'configs/cifar_table.py:resnet8-wrn_16_1'),
                    '--workdir', str(tmp_path / 'table'), '--config.methods=kd,nope', '--config.seeds=0,1'], tmp_path)
     assert_one_error_line(result, "error: config.methods='kd,nope': 'nope' is not a method of this table; known: "
-                                  'ce, ce_teacher_classifier, ijckd, ijckd_distance, ijckd_joint, kd, simkd, srrl.')
+                                  'at, ce, ce_teacher_classifier, crd, dkd, fitnet, ijckd, ijckd_distance, ijckd_joint, '
+                                  'kd, ofd, pkt, rkd, simkd, srrl, vid, wsld.')
     assert not (tmp_path / 'table').exists()
 
 

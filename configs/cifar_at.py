@@ -1,0 +1,15 @@
+"""Attention transfer on CIFAR-100 as RepDistiller runs it: CE + 1000·AT on every stage
+(ijckd_jax/objectives/at.py).
+
+    python main.py --config configs/cifar_at.py:resnet32x4-resnet8x4 \
+        --config.teacher.checkpoint=teachers/resnet32x4 --workdir runs/at_resnet32x4-resnet8x4
+
+Variants: Table 1's pairs, with settings ce_weight, kd_weight, temperature, beta, p.
+"""
+from configs.common import TABLE1_PAIRS, cifar_distillation_config
+
+VARIANTS = TABLE1_PAIRS
+
+
+def get_config(arg=None):
+    return cifar_distillation_config('at', arg)

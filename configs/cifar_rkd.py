@@ -1,0 +1,15 @@
+"""RKD on CIFAR-100 as RepDistiller runs it: CE + RKD (distance 25, angle 50) on the pooled features
+(ijckd_jax/objectives/rkd.py).
+
+    python main.py --config configs/cifar_rkd.py:resnet32x4-resnet8x4 \
+        --config.teacher.checkpoint=teachers/resnet32x4 --workdir runs/rkd_resnet32x4-resnet8x4
+
+Variants: Table 1's pairs, with settings ce_weight, kd_weight, temperature, beta, distance_weight, angle_weight.
+"""
+from configs.common import TABLE1_PAIRS, cifar_distillation_config
+
+VARIANTS = TABLE1_PAIRS
+
+
+def get_config(arg=None):
+    return cifar_distillation_config('rkd', arg)

@@ -1,6 +1,7 @@
 """Times our jitted train step against a PyTorch implementation of the very same step.
 
     python bench/step.py --pair resnet32x4-resnet8x4 --objective ijckd --batch 64
+    python bench/step.py --pair resnet32x4-resnet8x4 --objective METHOD --batch 64  # fitnet at vid rkd pkt crd wsld dkd
     python bench/step.py --pair resnet8x4 --objective ce --batch 64          # teacher training
     python bench/step.py --pair resnet32x4-resnet8x4 --objective ijckd --eval
     python bench/step.py --pair resnet32x4-resnet8x4 --data-on-device     # batches drawn in the step
@@ -8,16 +9,22 @@
     python bench/step.py --data-on-device --seeds 5  # 5 seeds in one step vs 5 PyTorch steps
     python bench/step.py --table ce,kd,srrl,simkd,ijckd  # a comparison table's step vs its methods' own
 
-Same architectures (ijckd_jax.torch_models), same loss (the paper's PyTorch algorithms),
-same update (torch.optim.SGD, Nesterov, weight decay). After warm-up the two steps run in
-alternation, so that both see the same machine state; the median of each is reported with
-images/s and the ratio ours / PyTorch (below 1 means we are faster). Compile time is
-reported separately. --table compares ours with ours instead: the table's one step for all
-its methods against each method's own step, in alternation. Benchmarks are not tests:
-nothing asserts a time.
+Same architectures (ijckd_jax.torch_models), same loss (the paper's PyTorch algorithms; for
+the other methods their sources' code, ijckd_jax/torch_models/distillers.py, combined as
+RepDistiller's helper/loops.py or mdistiller's DKD does), same update (torch.optim.SGD,
+Nesterov, weight decay, over the student and the method's trainable modules). CRD trains
+from the split held on the devices (its memory bank is indexed by example positions), so
+--objective crd implies --data-on-device; its PyTorch step draws its contrast indices on the
+host, as RepDistiller's CIFAR100InstanceSample does, inside the timed step. After warm-up
+the two steps run in alternation, so that both see the same machine state; the median of
+each is reported with images/s and the ratio ours / PyTorch (below 1 means we are faster).
+Compile time is reported separately. --table compares ours with ours instead: the table's one
+step for all its methods against each method's own step, in alternation. Benchmarks are not
+tests: nothing asserts a time.
 """
 import argparse
 import functools
+import importlib
 import resource
 import statistics
 import time
@@ -34,12 +41,18 @@ from ijckd_jax.data.device import draw_batch, epoch_order, place_split
 from ijckd_jax.data.pipeline import train_batches
 from ijckd_jax.data.split import Split
 from ijckd_jax.torch_models import create_torch_model, torch_classifier
-from ijckd_jax.objectives import get_objective
+from ijckd_jax.torch_models.distillers import (PKT, Attention, ConvReg, CRDLoss, DistillKL, RKDLoss, VIDLoss,
+                                               class_negatives, dkd_forward_train, sample_contrast_indices,
+                                               wsld_forward)
+from ijckd_jax.objectives import get_objective, loss_overrides, resolve_settings
 from ijckd_jax.table import method_configs
 from ijckd_jax.training.experiment import create_experiment, create_table_experiment, vectorize_seeds
 from ijckd_jax.training.mesh import Mesh
 
-SUPPORTED = ('ce', 'kd', 'srrl', 'simkd', 'ijckd')
+SUPPORTED = ('ce', 'kd', 'srrl', 'simkd', 'ijckd', 'fitnet', 'at', 'vid', 'rkd', 'pkt', 'crd', 'wsld', 'dkd')
+# The methods RepDistiller trains (helper/loops.py train_distill): γ·CE + α·KD + β·their loss,
+# read from the networks' feature lists (feat[:-1], the maps) and pooled features (feat[-1]).
+REPDISTILLER = ('fitnet', 'at', 'vid', 'rkd', 'pkt', 'crd')
 EXAMPLES = 50_000  # CIFAR's training split
 STEPS_PER_EPOCH = 781
 
@@ -68,12 +81,18 @@ def parse_arguments():
     arguments = parser.parse_args()
     if arguments.seeds > 1 and not arguments.data_on_device:
         parser.error('--seeds trains seeds together from the split on the devices: add --data-on-device')
+    if get_objective(arguments.objective).uses_examples and not arguments.input and not arguments.table:
+        arguments.data_on_device = True  # CRD's memory bank needs each example's position in the split
     return arguments
 
 
 def build_config(arguments):
     teacher, _, student = arguments.pair.rpartition('-')
-    config = cifar_distillation_config(arguments.objective, f'{teacher or student}-{student}')
+    # The objective's per-pair settings where its source has them (DKD's β), as its config does.
+    pair_settings = getattr(importlib.import_module(f'ijckd_jax.objectives.{arguments.objective}'),
+                            'PAIR_SETTINGS', None)
+    config = cifar_distillation_config(arguments.objective, f'{teacher or student}-{student}',
+                                       pair_settings=pair_settings)
     if arguments.objective == 'ce':
         config.teacher.model = ''
     config.data.image_size, config.dtype = arguments.image_size, arguments.dtype
@@ -83,12 +102,15 @@ def build_config(arguments):
 
 
 class TorchStep:
-    """The same step in PyTorch: teacher in eval mode under no_grad, the paper's algorithms."""
+    """The same step in PyTorch: teacher in eval mode under no_grad, the paper's algorithms, and
+    the other methods as their sources train them. `split_labels`, for CRD: the labels of the
+    training split its memory bank has a row for (CIFAR100InstanceSample's)."""
 
-    def __init__(self, config, teacher_state):
+    def __init__(self, config, teacher_state, split_labels=None):
         torch.manual_seed(0)
         classes = config.data.num_classes
         self.objective = config.loss.name
+        self.settings = resolve_settings(self.objective, loss_overrides(config.loss))
         self.student = create_torch_model(config.student.model, classes).train()
         self.student_classifier = torch_classifier(config.student.model, self.student)
         self.teacher = (create_torch_model(config.teacher.model, classes).eval()
@@ -105,10 +127,70 @@ class TorchStep:
                 torch.nn.Conv2d(student_channels, teacher_channels, 1, bias=False),
                 torch.nn.BatchNorm2d(teacher_channels), torch.nn.ReLU()).train()
             trainable += list(self.connector.parameters())
+        if self.objective in REPDISTILLER:
+            trainable += self.repdistiller_modules(config, split_labels)
         self.optimizer = torch.optim.SGD(trainable, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
         self.mean = torch.tensor(config.data.mean).view(1, 3, 1, 1)
         self.std = torch.tensor(config.data.std).view(1, 3, 1, 1)
         self.bfloat16 = config.dtype == 'bfloat16'
+
+    def repdistiller_modules(self, config, split_labels):
+        """The method's criterion and trainable modules, built as RepDistiller's train_student.py
+        does (lines 170-226: from the feature shapes of both networks in eval mode on a batch of
+        2); returns the parameters it adds to the SGD's (its trainable_list)."""
+        size, settings = config.data.image_size, self.settings
+        with torch.no_grad():
+            probe = torch.zeros(2, 3, size, size)
+            feat_s = self.feat(self.student.eval(), self.student_classifier, probe)[0]
+            feat_t = self.feat(self.teacher, self.teacher_classifier, probe)[0]
+        self.student.train()
+        self.distill_kl = DistillKL(settings['temperature'])
+        if self.objective == 'fitnet':
+            hint = int(settings['hint_layer'])
+            self.criterion = ConvReg(feat_s[hint].shape, feat_t[hint].shape).train()  # regress_s
+            return list(self.criterion.parameters())
+        if self.objective == 'vid':
+            self.criterion = torch.nn.ModuleList([
+                VIDLoss(s.shape[1], t.shape[1], t.shape[1], settings['init_pred_var'], settings['epsilon'])
+                for s, t in zip(feat_s[1:-1], feat_t[1:-1])]).train()
+            return list(self.criterion.parameters())
+        if self.objective == 'crd':
+            self.criterion = CRDLoss(feat_s[-1].shape[1], feat_t[-1].shape[1], int(settings['feature_dimension']),
+                                     int(settings['negatives']), settings['temperature_nce'], settings['momentum'],
+                                     len(split_labels)).train()
+            self.cls_negative = class_negatives(split_labels, config.data.num_classes)
+            self.draw_seconds = []
+            return list(self.criterion.embed_s.parameters()) + list(self.criterion.embed_t.parameters())
+        self.criterion = {'at': lambda: Attention(settings['p']),
+                          'rkd': lambda: RKDLoss(settings['distance_weight'], settings['angle_weight']),
+                          'pkt': PKT}[self.objective]()
+        return []
+
+    @staticmethod
+    def stages_and_map(model, x):
+        """feature_list(x), RepDistiller's feat[:-1], and feature_map(x), the map the classifier
+        pools, from one forward pass: every model of ijckd_jax.torch_models computes its
+        feature_map from its feature_list, so the call is recorded there."""
+        recorded = []
+        original = type(model).feature_list
+
+        def feature_list(x):
+            recorded.append(original(model, x))
+            return recorded[-1]
+
+        model.feature_list = feature_list
+        try:
+            feature_map = model.feature_map(x)
+        finally:
+            del model.feature_list
+        return recorded[0], feature_map
+
+    def feat(self, model, classifier, x):
+        """RepDistiller's model(x, is_feat=True): (feat, logits), feat the maps then the pooled
+        features."""
+        stages, feature_map = self.stages_and_map(model, x)
+        pooled = F.adaptive_avg_pool2d(feature_map, 1).flatten(1)
+        return [*stages, pooled], classifier(pooled)
 
     @staticmethod
     def feature_channels(model, config):
@@ -119,10 +201,21 @@ class TorchStep:
         model.train(training)
         return channels
 
-    def __call__(self, images, labels):
+    def __call__(self, images, labels, index=None):
+        """One step; `index`, for CRD, the batch's positions in the split."""
+        contrast_idx = None
+        if self.objective == 'crd':  # CIFAR100InstanceSample's draw, per example, on the host
+            start = time.perf_counter()
+            contrast_idx = torch.from_numpy(np.stack([
+                sample_contrast_indices(position, target, self.cls_negative, self.criterion.contrast.K)
+                for position, target in zip(index.tolist(), labels.tolist())])).long()
+            self.draw_seconds.append(time.perf_counter() - start)
         # bfloat16: PyTorch's mixed precision, as ours (bfloat16 compute, float32 parameters).
         with torch.autocast('cpu', dtype=torch.bfloat16, enabled=self.bfloat16):
-            loss = self.forward(images, labels)
+            if self.objective in REPDISTILLER:
+                loss = self.repdistiller_loss(images, labels, index, contrast_idx)
+            else:
+                loss = self.forward(images, labels)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -138,6 +231,29 @@ class TorchStep:
             teacher_features = self.teacher.feature_map(x)
             teacher_logits = self.teacher_classifier(F.adaptive_avg_pool2d(teacher_features, 1).flatten(1))
         return self.loss(features, logits, teacher_features, teacher_logits, labels)
+
+    def repdistiller_loss(self, images, labels, index, contrast_idx):
+        """helper/loops.py train_distill (lines 114-169): the student's feat and logits, the
+        teacher's under no_grad, γ·CE + α·KD + β·the method's loss."""
+        x = self.normalize(images)
+        feat_s, logit_s = self.feat(self.student, self.student_classifier, x)
+        with torch.no_grad():
+            feat_t, logit_t = self.feat(self.teacher, self.teacher_classifier, x)
+        loss_cls = F.cross_entropy(logit_s, labels)
+        loss_div = self.distill_kl(logit_s, logit_t)
+        if self.objective == 'fitnet':
+            hint = int(self.settings['hint_layer'])
+            loss_kd = F.mse_loss(self.criterion(feat_s[hint]), feat_t[hint])  # HintLoss: nn.MSELoss
+        elif self.objective == 'crd':
+            loss_kd = self.criterion(feat_s[-1], feat_t[-1], index, contrast_idx)
+        elif self.objective == 'at':
+            loss_kd = sum(self.criterion(feat_s[1:-1], feat_t[1:-1]))
+        elif self.objective == 'vid':
+            loss_kd = sum(c(f_s, f_t) for f_s, f_t, c in zip(feat_s[1:-1], feat_t[1:-1], self.criterion))
+        else:  # rkd, pkt
+            loss_kd = self.criterion(feat_s[-1], feat_t[-1])
+        settings = self.settings
+        return settings['ce_weight'] * loss_cls + settings['kd_weight'] * loss_div + settings['beta'] * loss_kd
 
     def normalize(self, images):
         """uint8 NHWC → normalised float NCHW, as our step's normalize does on the device."""
@@ -161,6 +277,13 @@ class TorchStep:
         return logits.argmax(1)
 
     def loss(self, features, logits, teacher_features, teacher_logits, labels):
+        settings = self.settings
+        if self.objective == 'dkd':
+            # mdistiller's DKD.forward_train at epoch 1, as our step's first epoch: the warm-up
+            # factor min(1 / 20, 1) is a scalar, so the step costs the same at any epoch.
+            return sum(dkd_forward_train(logits, teacher_logits, labels, 1, settings).values())
+        if self.objective == 'wsld':
+            return sum(wsld_forward(logits, teacher_logits, labels, settings['temperature'], settings['alpha']))
         if self.objective == 'kd':
             divergence = F.kl_div(F.log_softmax(logits / 4, 1), F.softmax(teacher_logits / 4, 1),
                                   reduction='batchmean')
@@ -197,8 +320,9 @@ def time_call(function):
     return time.perf_counter() - start
 
 
-def compare(arguments, ours, theirs):
-    """Warm-up, then the two in alternation; prints the medians and the ratio."""
+def compare(arguments, ours, theirs, name=None):
+    """Warm-up, then the two in alternation; prints the medians and the ratio. `name`, called
+    after the timing, gives the step column."""
     compile_seconds = time_call(ours)  # the first call traces and compiles
     theirs()
     for _ in range(2):
@@ -211,7 +335,8 @@ def compare(arguments, ours, theirs):
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     images = arguments.batch * arguments.seeds
     seeds = f' ×{arguments.seeds} seeds' if arguments.seeds > 1 else ''
-    print(f'| {arguments.pair}{seeds} | {"eval" if arguments.eval else arguments.objective} | {arguments.batch} '
+    step = name() if name else ('eval' if arguments.eval else arguments.objective)
+    print(f'| {arguments.pair}{seeds} | {step} | {arguments.batch} '
           f'| {arguments.dtype} | {ours_median * 1000:.0f} ms ({images / ours_median:.0f} img/s) '
           f'| {theirs_median * 1000:.0f} ms ({images / theirs_median:.0f} img/s) '
           f'| {ours_median / theirs_median:.2f} | {compile_seconds:.1f} s | {peak:.0f} MiB |')
@@ -233,16 +358,26 @@ def main():
     mesh = Mesh()
     teacher_state, teacher_variables = teacher_weights(config)
     experiment = create_experiment(config, mesh, STEPS_PER_EPOCH, teacher_variables,
-                                   data_on_device=arguments.data_on_device)
+                                   data_on_device=arguments.data_on_device,
+                                   examples=EXAMPLES if arguments.data_on_device else None)
     size = config.data.image_size
     images, labels = random_batch(config, arguments.batch)
+    host_split, index = None, None
+    if arguments.data_on_device:
+        host_split = cifar_sized_split(size, config.data.num_classes)
+        if get_objective(config.loss.name).uses_examples:
+            # PyTorch's batch: examples of the split, so that its contrast indices are drawn
+            # from other classes than their labels (ours draws its batch in the step).
+            index = np.random.default_rng(1).choice(EXAMPLES, arguments.batch, replace=False)
+            images, labels = host_split.images[index], host_split.labels[index]
     global_images, global_labels = mesh.shard(images, labels)
     inputs = (global_images, global_labels)
     if arguments.data_on_device:
-        split = place_split(cifar_sized_split(size, config.data.num_classes), mesh)
+        split = place_split(host_split, mesh)
         inputs = (*split, epoch_order(split, 0, mesh, experiment.seeds), experiment.seeds)
-    torch_step = TorchStep(config, teacher_state)
+    torch_step = TorchStep(config, teacher_state, None if host_split is None else host_split.labels)
     torch_images, torch_labels = torch.from_numpy(images), torch.from_numpy(labels).long()
+    torch_index = None if index is None else torch.from_numpy(index).long()
     state = [experiment.state]
 
     if arguments.eval:
@@ -261,8 +396,24 @@ def main():
 
         def theirs():
             for _ in range(arguments.seeds):
-                torch_step(torch_images, torch_labels)
-    compare(arguments, ours, theirs)
+                torch_step(torch_images, torch_labels, torch_index)
+    compare(arguments, ours, theirs, functools.partial(step_name, arguments, config, torch_step))
+
+
+def step_name(arguments, config, torch_step):
+    """The table's step column: the objective, and what each side's step includes where that
+    is not the same batch in both."""
+    if arguments.eval:
+        return 'eval'
+    settings = torch_step.settings
+    if config.loss.name == 'crd':
+        draw = statistics.median(torch_step.draw_seconds) * 1000
+        return (f"crd (ours: batch and {int(settings['negatives']):,} negatives drawn in the step from a "
+                f'{EXAMPLES:,}-example split on the device; PyTorch: a fixed batch of that split, its contrast '
+                f'indices drawn by numpy in its step, {draw:.0f} ms of it)')
+    if config.loss.name == 'dkd':
+        return f"dkd, epoch 1 (warm-up factor 1/{settings['warmup']:g}) on both sides"
+    return config.loss.name
 
 
 def benchmark_table(arguments):

@@ -53,17 +53,14 @@ def test_connector_matches_pytorch(kind, train):
     assert sum(leaf.size for leaf in jax.tree.leaves(variables['params'])) == torch_count
 
 
-@pytest.mark.parametrize('size', [8, 4, 2, 1])
-def test_average_pool_to_matches_adaptive_average_pool(size):
-    features = np.random.default_rng(1).standard_normal((2, 8, 8, 3)).astype(np.float32)
-    expected = F.adaptive_avg_pool2d(torch.from_numpy(features.transpose(0, 3, 1, 2)), size)
-    np.testing.assert_allclose(average_pool_to(features, size), expected.numpy().transpose(0, 2, 3, 1),
+@pytest.mark.parametrize('size, pooled', [(8, 8), (8, 4), (8, 2), (8, 1), (8, 3), (7, 3), (8, 5), (3, 5), (4, 8)])
+def test_average_pool_to_matches_adaptive_average_pool(size, pooled):
+    """Block means where the sizes divide, PyTorch's overlapping windows where they do not (8 → 3,
+    7 → 3, 8 → 5), and its up-sampling (3 → 5, 4 → 8); measured ≤ 1.8e-7 on values of size ~1."""
+    features = np.random.default_rng(1).standard_normal((2, size, size, 3)).astype(np.float32)
+    expected = F.adaptive_avg_pool2d(torch.from_numpy(features.transpose(0, 3, 1, 2)), pooled)
+    np.testing.assert_allclose(average_pool_to(features, pooled), expected.numpy().transpose(0, 2, 3, 1),
                                rtol=0, atol=1e-6)
-
-
-def test_average_pool_to_refuses_sizes_that_do_not_divide():
-    with pytest.raises(ValueError, match='Cannot average-pool a 8×8 feature map to 3×3'):
-        average_pool_to(np.zeros((1, 8, 8, 2), np.float32), 3)
 
 
 def test_unknown_connector_names_the_valid_ones():

@@ -4,7 +4,7 @@ Every module is named after the PyTorch module it mirrors ("layer1.0.conv1", "bn
 "classifier.0"): joining a Flax variable's path with dots gives the PyTorch state-dict key,
 which is what lets `ijckd_jax.convert` map any architecture with one rule.
 """
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -67,11 +67,12 @@ class Conv2d(nn.Module):
     groups: int = 1
     use_bias: bool = False
     dtype: Any = jnp.float32
+    kernel_init: Callable = kaiming_fan_out
 
     @nn.compact
     def __call__(self, inputs):
         shape = (self.kernel_size, self.kernel_size, inputs.shape[-1] // self.groups, self.features)
-        kernel = self.param('kernel', kaiming_fan_out, shape, jnp.float32).astype(self.dtype)
+        kernel = self.param('kernel', self.kernel_init, shape, jnp.float32).astype(self.dtype)
         convolve = fast_conv.conv2d if use_tap_gradient(self.kernel_size, self.groups) else fast_conv.plain_conv2d
         outputs = convolve(inputs.astype(self.dtype), kernel, self.stride, self.padding, self.groups)
         if self.use_bias:

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ijckd_jax.connectors import average_pool_to
+from ijckd_jax.connectors import pool_to_smaller
 from ijckd_jax.objectives import Objective
 from ijckd_jax.objectives.losses import CLASSIFICATION_DEFAULTS, check_temperature, classification_terms, total
 
@@ -46,27 +46,10 @@ def attention(feature_map, p):
     return flat / optax.safe_norm(flat, NORMALIZE_EPSILON, axis=1, keepdims=True)
 
 
-def pool_to_common_size(student_map, teacher_map):
-    """at_loss pools the larger map to the smaller one's size (F.adaptive_avg_pool2d). Where one
-    size divides the other that is a mean over factor×factor blocks; other sizes are refused,
-    since adaptive pooling's overlapping windows are not reproduced here."""
-    student_size, teacher_size = student_map.shape[1], teacher_map.shape[1]
-    for name, feature_map in (('student', student_map), ('teacher', teacher_map)):
-        if feature_map.shape[1] != feature_map.shape[2]:
-            raise ValueError(f'AT needs square maps (RepDistiller pools to H×H); the {name} map is '
-                             f'{feature_map.shape[1]}×{feature_map.shape[2]}.')
-    larger, smaller = max(student_size, teacher_size), min(student_size, teacher_size)
-    if larger % smaller:
-        raise ValueError(f'AT cannot pool a {larger}×{larger} map to {smaller}×{smaller}: RepDistiller '
-                         'adaptive-average-pools the larger map, reproduced here only where one size '
-                         'divides the other.')
-    return average_pool_to(student_map, smaller), average_pool_to(teacher_map, smaller)
-
-
 def attention_loss(student_map, teacher_map, p):
     """Attention.at_loss: the mean over batch and positions of the squared difference."""
-    student_map, teacher_map = pool_to_common_size(student_map.astype(jnp.float32),
-                                                   teacher_map.astype(jnp.float32))
+    # at_loss pools the larger map to the smaller one's size (F.adaptive_avg_pool2d).
+    student_map, teacher_map = pool_to_smaller(student_map.astype(jnp.float32), teacher_map.astype(jnp.float32))
     return jnp.mean(jnp.square(attention(student_map, p) - attention(teacher_map, p)))
 
 

@@ -50,11 +50,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import flax.linen as nn
 from jax.scipy.special import erfcx
 from jax.scipy.stats import norm
 
+from ijckd_jax.connectors import adaptive_average_pool
 from ijckd_jax.models.layers import BatchNorm, conv
 from ijckd_jax.objectives import Objective
 from ijckd_jax.objectives.losses import cross_entropy, total
@@ -80,29 +80,6 @@ def margins_from_batch_norm(scale, bias):
     inverse_mills_ratio = math.sqrt(2 / math.pi) / erfcx(ratio / math.sqrt(2))
     margin = jnp.where(above, bias - scale * inverse_mills_ratio, -3 * scale)
     return jnp.where(positive, margin, jnp.minimum(bias, 0.0))
-
-
-def pooling_matrix(inputs, outputs):
-    """[outputs, inputs]: F.adaptive_avg_pool2d along one axis, output i the mean of inputs
-    floor(i·inputs/outputs) to ceil((i + 1)·inputs/outputs) − 1."""
-    matrix = np.zeros((outputs, inputs), np.float32)
-    for index in range(outputs):
-        start, end = (index * inputs) // outputs, -(-(index + 1) * inputs // outputs)
-        matrix[index, start:end] = 1.0 / (end - start)
-    return matrix
-
-
-def adaptive_average_pool(x, height, width):
-    """F.adaptive_avg_pool2d(x, (height, width)) of an NHWC map: a block mean where the sizes
-    divide, else PyTorch's overlapping windows (a matrix product in full float32)."""
-    batch, in_height, in_width, channels = x.shape
-    if (in_height, in_width) == (height, width):
-        return x
-    if in_height % height == 0 and in_width % width == 0:
-        blocks = x.reshape(batch, height, in_height // height, width, in_width // width, channels)
-        return blocks.mean(axis=(2, 4))
-    return jnp.einsum('ih,jw,nhwc->nijc', pooling_matrix(in_height, height), pooling_matrix(in_width, width), x,
-                      precision=jax.lax.Precision.HIGHEST)
 
 
 class FeatureConnectors(nn.Module):

@@ -16,8 +16,8 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
-from ijckd_jax.connectors import average_pool_to
-from ijckd_jax.models.layers import torch_conv_init
+from ijckd_jax.connectors import pool_to_smaller
+from ijckd_jax.models.layers import Conv2d, torch_conv_init
 from ijckd_jax.objectives import Objective
 from ijckd_jax.objectives.losses import CLASSIFICATION_DEFAULTS, check_temperature, classification_terms, total
 
@@ -31,14 +31,13 @@ class VariationalEstimator(nn.Module):
     @nn.compact
     def __call__(self, student_map, teacher_map):
         # VIDLoss pools the larger map to the smaller one's size before regressing.
-        size = min(student_map.shape[1], teacher_map.shape[1])
-        student_map, teacher_map = average_pool_to(student_map, size), average_pool_to(teacher_map, size)
+        student_map, teacher_map = pool_to_smaller(student_map, teacher_map)
         mean = student_map
         for index in (0, 2, 4):  # the indices of nn.Sequential's convolutions in VIDLoss.regressor
             if index:
                 mean = nn.relu(mean)
-            mean = nn.Conv(self.teacher_channels, (1, 1), use_bias=False, dtype=self.dtype,
-                           param_dtype=jnp.float32, kernel_init=torch_conv_init, name=f'regressor.{index}')(mean)
+            mean = Conv2d(self.teacher_channels, 1, dtype=self.dtype, kernel_init=torch_conv_init,
+                          name=f'regressor.{index}')(mean)
         start = math.log(math.exp(self.init_pred_var - self.epsilon) - 1.0)
         log_scale = self.param('log_scale', nn.initializers.constant(start), (self.teacher_channels,), jnp.float32)
         variance = jax.nn.softplus(log_scale) + self.epsilon
@@ -66,11 +65,6 @@ def head(settings, student_shapes, teacher_shapes, dtype, examples=None):
         raise ValueError(f'VID pairs the intermediate maps of student and teacher, but the student exposes '
                          f'{len(student_shapes.stages)} and the teacher {len(teacher_shapes.stages)}; '
                          'choose models of the same number of stages.')
-    for student_map, teacher_map in zip(student_shapes.stages[1:], teacher_shapes.stages[1:]):
-        larger, smaller = sorted((student_map.shape[1], teacher_map.shape[1]), reverse=True)
-        if larger % smaller:
-            raise ValueError(f'VID cannot pool a {larger}×{larger} map to {smaller}×{smaller}: the sizes '
-                             'must divide.')
     channels = tuple(shape.shape[-1] for shape in teacher_shapes.stages[1:])
     return VariationalEstimators(channels, settings['init_pred_var'], settings['epsilon'], dtype)
 

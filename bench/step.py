@@ -1,7 +1,7 @@
 """Times our jitted train step against a PyTorch implementation of the very same step.
 
     python bench/step.py --pair resnet32x4-resnet8x4 --objective ijckd --batch 64
-    python bench/step.py --pair resnet32x4-resnet8x4 --objective METHOD --batch 64  # fitnet at vid rkd pkt crd wsld dkd
+    python bench/step.py --pair resnet32x4-resnet8x4 --objective METHOD --batch 64  # fitnet at vid rkd pkt ofd crd wsld dkd
     python bench/step.py --pair resnet8x4 --objective ce --batch 64          # teacher training
     python bench/step.py --pair resnet32x4-resnet8x4 --objective ijckd --eval
     python bench/step.py --pair resnet32x4-resnet8x4 --data-on-device     # batches drawn in the step
@@ -11,7 +11,7 @@
 
 Same architectures (ijckd_jax.torch_models), same loss (the paper's PyTorch algorithms; for
 the other methods their sources' code, ijckd_jax/torch_models/distillers.py, combined as
-RepDistiller's helper/loops.py or mdistiller's DKD does), same update (torch.optim.SGD,
+RepDistiller's helper/loops.py or mdistiller's OFD and DKD do), same update (torch.optim.SGD,
 Nesterov, weight decay, over the student and the method's trainable modules). CRD trains
 from the split held on the devices (its memory bank is indexed by example positions), so
 --objective crd implies --data-on-device; its PyTorch step draws its contrast indices on the
@@ -41,15 +41,15 @@ from ijckd_jax.data.device import draw_batch, epoch_order, place_split
 from ijckd_jax.data.pipeline import train_batches
 from ijckd_jax.data.split import Split
 from ijckd_jax.torch_models import create_torch_model, torch_classifier
-from ijckd_jax.torch_models.distillers import (PKT, Attention, ConvReg, CRDLoss, DistillKL, RKDLoss, VIDLoss,
-                                               class_negatives, dkd_forward_train, sample_contrast_indices,
-                                               wsld_forward)
+from ijckd_jax.torch_models.distillers import (PKT, Attention, ConnectorConvBN, ConvReg, CRDLoss, DistillKL,
+                                               RKDLoss, VIDLoss, align_list, class_negatives, dkd_forward_train,
+                                               margins_of, sample_contrast_indices, torch_ofd_loss, wsld_forward)
 from ijckd_jax.objectives import get_objective, loss_overrides, resolve_settings
 from ijckd_jax.table import method_configs
 from ijckd_jax.training.experiment import create_experiment, create_table_experiment, vectorize_seeds
 from ijckd_jax.training.mesh import Mesh
 
-SUPPORTED = ('ce', 'kd', 'srrl', 'simkd', 'ijckd', 'fitnet', 'at', 'vid', 'rkd', 'pkt', 'crd', 'wsld', 'dkd')
+SUPPORTED = ('ce', 'kd', 'srrl', 'simkd', 'ijckd', 'fitnet', 'at', 'vid', 'rkd', 'pkt', 'ofd', 'crd', 'wsld', 'dkd')
 # The methods RepDistiller trains (helper/loops.py train_distill): γ·CE + α·KD + β·their loss,
 # read from the networks' feature lists (feat[:-1], the maps) and pooled features (feat[-1]).
 REPDISTILLER = ('fitnet', 'at', 'vid', 'rkd', 'pkt', 'crd')
@@ -81,7 +81,8 @@ def parse_arguments():
     arguments = parser.parse_args()
     if arguments.seeds > 1 and not arguments.data_on_device:
         parser.error('--seeds trains seeds together from the split on the devices: add --data-on-device')
-    if get_objective(arguments.objective).uses_examples and not arguments.input and not arguments.table:
+    methods = arguments.table.split(',') if arguments.table else [arguments.objective]
+    if not arguments.input and any(get_objective(method.strip()).uses_examples for method in methods):
         arguments.data_on_device = True  # CRD's memory bank needs each example's position in the split
     return arguments
 
@@ -129,6 +130,8 @@ class TorchStep:
             trainable += list(self.connector.parameters())
         if self.objective in REPDISTILLER:
             trainable += self.repdistiller_modules(config, split_labels)
+        if self.objective == 'ofd':
+            trainable += self.ofd_modules(config)
         self.optimizer = torch.optim.SGD(trainable, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
         self.mean = torch.tensor(config.data.mean).view(1, 3, 1, 1)
         self.std = torch.tensor(config.data.std).view(1, 3, 1, 1)
@@ -165,6 +168,40 @@ class TorchStep:
                           'rkd': lambda: RKDLoss(settings['distance_weight'], settings['angle_weight']),
                           'pkt': PKT}[self.objective]()
         return []
+
+    def ofd_modules(self, config):
+        """mdistiller's OFD.init_ofd_modules: a ConnectorConvBN from the stage channels after the
+        stem of both networks (aligned from the end), the margins from the teacher's BatchNorms
+        before ReLU; returns the connectors' parameters (OFD.get_learnable_parameters)."""
+        size = config.data.image_size
+        with torch.no_grad():
+            probe = torch.zeros(2, 3, size, size)
+            student_maps = self.student.eval().preact_feature_list(probe)
+            teacher_maps = self.teacher.preact_feature_list(probe)
+            for name, model, maps in (('student', self.student, student_maps), ('teacher', self.teacher, teacher_maps)):
+                # One forward gives both the maps and the logits only where the classifier pools
+                # the ReLU of the last pre-activation map (the CIFAR ResNets and WRNs).
+                if not torch.equal(F.relu(maps[-1]), model.feature_map(probe)):
+                    raise SystemExit(f'bench/step.py --objective ofd: the {name} {config[name].model} does not pool '
+                                     'the ReLU of its last pre-activation map; choose a CIFAR ResNet or WRN pair.')
+        self.student.train()
+        student_channels, teacher_channels = align_list([m.shape[1] for m in student_maps[1:]],
+                                                        [m.shape[1] for m in teacher_maps[1:]])
+        self.criterion = ConnectorConvBN(student_channels, teacher_channels, int(self.settings['kernel_size'])).train()
+        self.margins = margins_of(self.teacher.bn_before_relu())
+        return list(self.criterion.parameters())
+
+    def ofd_loss(self, images, labels):
+        """OFD.forward_train (lines 129-140): CE, and feat_weight × ofd_loss on preact_feats[1:];
+        the teacher under no_grad in eval mode, as ours (mdistiller's is in train mode)."""
+        x = self.normalize(images)
+        maps = self.student.preact_feature_list(x)
+        logits = self.student_classifier(F.adaptive_avg_pool2d(F.relu(maps[-1]), 1).flatten(1))
+        with torch.no_grad():
+            teacher_maps = self.teacher.preact_feature_list(x)
+        settings = self.settings
+        return (settings['ce_weight'] * F.cross_entropy(logits, labels)
+                + settings['feat_weight'] * torch_ofd_loss(self.criterion, self.margins, maps[1:], teacher_maps[1:]))
 
     @staticmethod
     def stages_and_map(model, x):
@@ -214,6 +251,8 @@ class TorchStep:
         with torch.autocast('cpu', dtype=torch.bfloat16, enabled=self.bfloat16):
             if self.objective in REPDISTILLER:
                 loss = self.repdistiller_loss(images, labels, index, contrast_idx)
+            elif self.objective == 'ofd':
+                loss = self.ofd_loss(images, labels)
             else:
                 loss = self.forward(images, labels)
         self.optimizer.zero_grad(set_to_none=True)
@@ -429,13 +468,14 @@ def benchmark_table(arguments):
         config.seeds = table.seeds
     mesh = Mesh()
     _, teacher_variables = teacher_weights(table)
+    examples = EXAMPLES if arguments.data_on_device else None
     experiments = {'table': create_table_experiment(table, configs, mesh, STEPS_PER_EPOCH, teacher_variables,
-                                                    data_on_device=arguments.data_on_device)}
+                                                    data_on_device=arguments.data_on_device, examples=examples)}
     for method, config in configs.items():
         uses_teacher = get_objective(config.loss.name).uses_teacher
         experiments[method] = create_experiment(config, mesh, STEPS_PER_EPOCH,
                                                 teacher_variables if uses_teacher else {},
-                                                data_on_device=arguments.data_on_device)
+                                                data_on_device=arguments.data_on_device, examples=examples)
     images, labels = random_batch(table, arguments.batch)
     inputs = mesh.shard(images, labels)
     if arguments.data_on_device:

@@ -11,19 +11,14 @@ import pytest
 import torch
 import torch.nn as tnn
 import torch.nn.functional as F
+from scipy.stats import norm
 
 from ijckd_jax.convert import convert_state_dict, state_dict_to_variables
 from ijckd_jax.distillation import build_distiller, init_trainable
 from ijckd_jax.models.layers import ModelOutput
 from ijckd_jax.objectives import DistillationOutputs, get_objective, resolve_settings
 from ijckd_jax.objectives import ofd
-
-try:
-    from scipy.stats import norm as scipy_norm
-    norm_cdf = scipy_norm.cdf
-except ImportError:  # the same Φ in float64 from the standard library
-    def norm_cdf(x):
-        return 0.5 * math.erfc(-x / math.sqrt(2))
+from ijckd_jax.torch_models.distillers import ConnectorConvBN, margins_of, torch_ofd_loss
 
 BATCH, CLASSES = 8, 10
 # Our float32 against the transcription in float64 (on real networks) or float32, whose margins
@@ -39,81 +34,6 @@ def close(actual, expected, tolerance=TOLERANCE):
     actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
     assert actual.shape == expected.shape
     assert np.max(np.abs(actual - expected)) <= tolerance * np.max(np.abs(expected))
-
-
-# --- mdistiller/distillers/OFD.py, transcribed (commit a08d46f) ---------------------------------
-
-def torch_feat_loss(source, target, margin):
-    """feat_loss, lines 11-19."""
-    margin = margin.to(source)
-    loss = (
-        (source - margin) ** 2 * ((source > margin) & (target <= margin)).float()
-        + (source - target) ** 2 * ((source > target) & (target > margin) & (target <= 0)).float()
-        + (source - target) ** 2 * (target > 0).float()
-    )
-    return torch.abs(loss).mean(dim=0).sum()
-
-
-def build_feature_connector(t_channel, s_channel, kernel_size):
-    """ConnectorConvBN._build_feature_connector, lines 41-60."""
-    C = [tnn.Conv2d(s_channel, t_channel, kernel_size=kernel_size, stride=1, padding=(kernel_size - 1) // 2,
-                    bias=False),
-         tnn.BatchNorm2d(t_channel)]
-    for m in C:
-        if isinstance(m, tnn.Conv2d):
-            n = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-            m.weight.data.normal_(0, math.sqrt(2.0 / n))
-        elif isinstance(m, tnn.BatchNorm2d):
-            m.weight.data.fill_(1)
-            m.bias.data.zero_()
-    return tnn.Sequential(*C)
-
-
-class ConnectorConvBN(tnn.Module):
-    """ConnectorConvBN, lines 22-67 (its state dict: connectors.i.0.weight, connectors.i.1.*)."""
-    def __init__(self, s_channels, t_channels, kernel_size=1):
-        super().__init__()
-        assert len(s_channels) == len(t_channels), "unequal length of feat list"
-        self.connectors = tnn.ModuleList([build_feature_connector(t, s, kernel_size)
-                                          for t, s in zip(t_channels, s_channels)])
-
-
-def margins_of(bn_before_relu):
-    """init_ofd_modules' margins, lines 92-109 (scipy's norm.cdf, in float64)."""
-    margins = []
-    for bn in bn_before_relu:
-        margin = []
-        std = bn.weight.data
-        mean = bn.bias.data
-        for (s, m) in zip(std, mean):
-            s = abs(s.item())
-            m = m.item()
-            if norm_cdf(-m / s) > 0.001:
-                margin.append(-s * math.exp(-((m / s) ** 2) / 2) / math.sqrt(2 * math.pi) / norm_cdf(-m / s) + m)
-            else:
-                margin.append(-3 * s)
-        margin = torch.FloatTensor(margin).to(std.device)
-        margins.append(margin.unsqueeze(1).unsqueeze(2).unsqueeze(0).detach())
-    return margins
-
-
-def align_list(*input_list):
-    """OFD._align_list, lines 163-165."""
-    min_len = min([len(l) for l in input_list])  # noqa: E741
-    return [l[-min_len:] for l in input_list]  # noqa: E741
-
-
-def torch_ofd_loss(connectors, margins, feature_student, feature_teacher):
-    """OFD.ofd_loss, lines 142-161."""
-    feature_student, feature_teacher = align_list(feature_student, feature_teacher)
-    feature_student = [connectors.connectors[idx](feat) for idx, feat in enumerate(feature_student)]
-    loss_distill = 0
-    feat_num = len(feature_student)
-    for i in range(feat_num):
-        loss_distill = loss_distill + torch_feat_loss(
-            feature_student[i], F.adaptive_avg_pool2d(feature_teacher[i], feature_student[i].shape[-2:]).detach(),
-            margins[i]) / 2 ** (feat_num - i - 1)
-    return loss_distill
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -171,7 +91,7 @@ def test_margins_are_init_ofd_modules_margins_including_the_minus_three_gamma_br
     # is a difference of nearly equal terms; float32 against float64 rounded to float32).
     np.testing.assert_allclose(ours, expected, rtol=TOLERANCE, atol=0)
     # The −3|γ| branch is taken where Φ(−β/|γ|) ≤ 0.001, and only there.
-    below = np.array([norm_cdf(-b / abs(s)) <= 0.001 for b, s in MARGIN_CASES])
+    below = np.array([norm.cdf(-b / abs(s)) <= 0.001 for b, s in MARGIN_CASES])
     assert below.tolist() == [False] * 6 + [True, True, False, False]
     np.testing.assert_array_equal(ours[below], -3 * np.abs(scale[below]))
     # Every margin is the mean of N(β, γ²) below 0: negative, below β where β < 0.
@@ -202,16 +122,6 @@ def test_connectors_are_initialised_as_mdistillers():
     assert abs(kernel.std() / std - 1) < 3 / math.sqrt(2 * kernel.size)
     np.testing.assert_array_equal(params['connectors.0.1']['scale'], 1)
     np.testing.assert_array_equal(params['connectors.0.1']['bias'], 0)
-
-
-@pytest.mark.quick
-@pytest.mark.parametrize('size, pooled', [(8, 4), (7, 3), (5, 5), (3, 5), (4, 8)])
-def test_teacher_maps_are_pooled_as_adaptive_avg_pool2d(size, pooled):
-    """Overlapping windows where the sizes do not divide, and up-sampling where the student's
-    map is larger (measured ≤ 1.6e-7 relative)."""
-    x = np.random.default_rng(0).standard_normal((2, size, size, 3)).astype(np.float32)
-    ours = ofd.adaptive_average_pool(jnp.asarray(x), pooled, pooled)
-    close(ours, F.adaptive_avg_pool2d(nchw(x), pooled).numpy().transpose(0, 2, 3, 1), 1e-6)
 
 
 # --- the loss -------------------------------------------------------------------------------

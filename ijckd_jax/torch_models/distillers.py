@@ -2,8 +2,8 @@
 code their published numbers come from, for reference.
 
 As the models of this package are for the Flax models, these are the independent reference
-that ijckd_jax/objectives/{fitnet,at,vid,rkd,pkt,crd,wsld,dkd}.py are checked against
-(tests/test_objectives_{logits,features,heads}.py) and what bench/step.py times our step
+that ijckd_jax/objectives/{fitnet,at,vid,rkd,pkt,ofd,crd,wsld,dkd}.py are checked against
+(tests/test_objectives_{logits,features,heads,ofd}.py) and what bench/step.py times our step
 against. Each keeps its source's names, arguments and arithmetic; what differs is said where
 it is, and is only what a transcription away from CUDA and argparse needs (no .cuda(), no
 prints, an `opt` namespace spelled out as arguments).
@@ -13,7 +13,7 @@ Sources:
   below last changed in 2019): distiller_zoo/{KD,AT,RKD,PKT,VID}.py, models/util.py ConvReg,
   crd/criterion.py, crd/memory.py, dataset/cifar100.py CIFAR100InstanceSample.
 - mdistiller, github.com/megvii-research/mdistiller at commit a08d46f:
-  mdistiller/distillers/DKD.py.
+  mdistiller/distillers/{OFD,DKD}.py.
 - The WSLD authors', github.com/bellymonster/Weighted-Soft-Label-Distillation at commit 67820dd:
   knowledge_distiller.py.
 """
@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from scipy.stats import norm
 
 
 # ---- RepDistiller --------------------------------------------------------------------------
@@ -316,6 +317,81 @@ def sample_contrast_indices(index, target, cls_negative, k):
     replace = True if k > len(cls_negative[target]) else False
     neg_idx = np.random.choice(cls_negative[target], k, replace=replace)
     return np.hstack((np.asarray([pos_idx]), neg_idx))
+
+
+# ---- mdistiller mdistiller/distillers/OFD.py ----------------------------------------------
+
+def torch_feat_loss(source, target, margin):
+    """feat_loss, lines 11-19."""
+    margin = margin.to(source)
+    loss = (
+        (source - margin) ** 2 * ((source > margin) & (target <= margin)).float()
+        + (source - target) ** 2 * ((source > target) & (target > margin) & (target <= 0)).float()
+        + (source - target) ** 2 * (target > 0).float()
+    )
+    return torch.abs(loss).mean(dim=0).sum()
+
+
+def build_feature_connector(t_channel, s_channel, kernel_size):
+    """ConnectorConvBN._build_feature_connector, lines 41-60."""
+    C = [nn.Conv2d(s_channel, t_channel, kernel_size=kernel_size, stride=1, padding=(kernel_size - 1) // 2,
+                   bias=False),
+         nn.BatchNorm2d(t_channel)]
+    for m in C:
+        if isinstance(m, nn.Conv2d):
+            n = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
+            m.weight.data.normal_(0, math.sqrt(2.0 / n))
+        elif isinstance(m, nn.BatchNorm2d):
+            m.weight.data.fill_(1)
+            m.bias.data.zero_()
+    return nn.Sequential(*C)
+
+
+class ConnectorConvBN(nn.Module):
+    """ConnectorConvBN, lines 22-67 (its state dict: connectors.i.0.weight, connectors.i.1.*)."""
+    def __init__(self, s_channels, t_channels, kernel_size=1):
+        super().__init__()
+        assert len(s_channels) == len(t_channels), "unequal length of feat list"
+        self.connectors = nn.ModuleList([build_feature_connector(t, s, kernel_size)
+                                         for t, s in zip(t_channels, s_channels)])
+
+
+def margins_of(bn_before_relu):
+    """init_ofd_modules' margins, lines 92-109 (scipy's norm.cdf, in float64)."""
+    margins = []
+    for bn in bn_before_relu:
+        margin = []
+        std = bn.weight.data
+        mean = bn.bias.data
+        for (s, m) in zip(std, mean):
+            s = abs(s.item())
+            m = m.item()
+            if norm.cdf(-m / s) > 0.001:
+                margin.append(-s * math.exp(-((m / s) ** 2) / 2) / math.sqrt(2 * math.pi) / norm.cdf(-m / s) + m)
+            else:
+                margin.append(-3 * s)
+        margin = torch.FloatTensor(margin).to(std.device)
+        margins.append(margin.unsqueeze(1).unsqueeze(2).unsqueeze(0).detach())
+    return margins
+
+
+def align_list(*input_list):
+    """OFD._align_list, lines 163-165."""
+    min_len = min([len(l) for l in input_list])  # noqa: E741
+    return [l[-min_len:] for l in input_list]  # noqa: E741
+
+
+def torch_ofd_loss(connectors, margins, feature_student, feature_teacher):
+    """OFD.ofd_loss, lines 142-161."""
+    feature_student, feature_teacher = align_list(feature_student, feature_teacher)
+    feature_student = [connectors.connectors[idx](feat) for idx, feat in enumerate(feature_student)]
+    loss_distill = 0
+    feat_num = len(feature_student)
+    for i in range(feat_num):
+        loss_distill = loss_distill + torch_feat_loss(
+            feature_student[i], F.adaptive_avg_pool2d(feature_teacher[i], feature_student[i].shape[-2:]).detach(),
+            margins[i]) / 2 ** (feat_num - i - 1)
+    return loss_distill
 
 
 # ---- mdistiller mdistiller/distillers/DKD.py ----------------------------------------------

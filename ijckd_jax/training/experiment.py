@@ -178,32 +178,41 @@ def create_table_experiment(config, method_configs, mesh, steps_per_epoch, teach
         distiller, settings = modules_and_settings(method_config, examples)
         members.append(Member(method, distiller, method_config.loss.name))
         step_members.append((method, distiller, method_config.loss.name, frozen(settings)))
-    step_members = tuple(step_members)
     teachers = [member.distiller.teacher for member in members if member.distiller.teacher is not None]
-    teacher = teachers[0] if teachers else None
-    optimizer = create_optimizer(config.optimizer, steps_per_epoch)
-    normalization = dict(mean=tuple(config.data.mean), std=tuple(config.data.std))
     seeds = np.asarray(config.seeds or config.seed, np.int32)
-    vectorized = vectorize_seeds(config)
-    one_step = functools.partial(steps.table_train_step, members=step_members, teacher=teacher,
-                                 optimizer=optimizer, steps_per_epoch=steps_per_epoch, **normalization)
-    if data_on_device:
-        one_step = functools.partial(steps.train_step_on_device, step=one_step, mesh=mesh,
-                                     steps_per_epoch=steps_per_epoch, global_batch=config.global_batch_size)
-        train_step, train_steps = jit_on_device(
-            steps.over_seeds(one_step, vectorized) if seeds.ndim else one_step)
-    else:
-        train_step, train_steps = jax.jit(one_step, donate_argnums=0), None
-    evaluation = functools.partial(steps.table_eval_step, members=step_members, **normalization)
-    if seeds.ndim:
-        evaluation = over_seeds_evaluation(evaluation, vectorized)
-    teacher_logits = None
-    if teacher is not None:
-        teacher_logits = jax.jit(functools.partial(steps.teacher_logits_step, teacher=teacher, **normalization))
+    jitted = jitted_table_steps(tuple(step_members), teachers[0] if teachers else None,
+                                frozen(config.optimizer.to_dict()), steps_per_epoch, tuple(config.data.mean),
+                                tuple(config.data.std), mesh, config.global_batch_size, data_on_device,
+                                bool(seeds.ndim), vectorize_seeds(config))
+    optimizer = jitted.optimizer
 
     def initial_states(key):
         return {member.method: create_train_state(member.distiller, optimizer, key, config.data.image_size)
                 for member in members}
     state = initial_state(initial_states, seeds, mesh)
-    return Experiment(tuple(members), state, mesh.replicate(teacher_variables), train_step, train_steps,
-                      jax.jit(evaluation), teacher_logits, seeds)
+    return Experiment(tuple(members), state, mesh.replicate(teacher_variables), jitted.train_step,
+                      jitted.train_steps, jitted.eval_step, jitted.teacher_logits_step, seeds)
+
+
+@functools.cache
+def jitted_table_steps(step_members, teacher, optimizer_settings, steps_per_epoch, mean, std, mesh, global_batch,
+                       data_on_device, over_seeds, vectorized) -> JittedSteps:
+    """jitted_steps for a comparison table: made once per process, so that a table run again
+    (resumed, or the same table in another workdir) reuses its traces and compiled programs."""
+    optimizer = create_optimizer(ml_collections.ConfigDict(dict(optimizer_settings)), steps_per_epoch)
+    normalization = dict(mean=mean, std=std)
+    one_step = functools.partial(steps.table_train_step, members=step_members, teacher=teacher,
+                                 optimizer=optimizer, steps_per_epoch=steps_per_epoch, **normalization)
+    if data_on_device:
+        one_step = functools.partial(steps.train_step_on_device, step=one_step, mesh=mesh,
+                                     steps_per_epoch=steps_per_epoch, global_batch=global_batch)
+        train_step, train_steps = jit_on_device(steps.over_seeds(one_step, vectorized) if over_seeds else one_step)
+    else:
+        train_step, train_steps = jax.jit(one_step, donate_argnums=0), None
+    evaluation = functools.partial(steps.table_eval_step, members=step_members, **normalization)
+    if over_seeds:
+        evaluation = over_seeds_evaluation(evaluation, vectorized)
+    teacher_logits = None
+    if teacher is not None:
+        teacher_logits = jax.jit(functools.partial(steps.teacher_logits_step, teacher=teacher, **normalization))
+    return JittedSteps(optimizer, train_step, train_steps, jax.jit(evaluation), teacher_logits)

@@ -88,7 +88,7 @@ def train_validated(config, runs, workdir):
     teacher_variables = load_teacher(config) if uses_teacher else {}
     mesh = Mesh()
     device_split = place_training_data(config, pipeline, mesh)
-    examples = None if device_split is None else int(device_split.labels.shape[0])
+    examples = split_size(device_split)
     check_examples(runs, examples)
     if config.seeds and jax.default_backend() == 'cpu' and (not is_table(config) or vectorize_seeds(config)):
         logging.warning('Seeds vmapped on a CPU are slower than one after another (5 seeds took 15x one '
@@ -121,9 +121,15 @@ def check_examples(runs, examples):
             check_same_examples(run.workdir, examples)
 
 
+def split_size(device_split):
+    """The number of examples of the training split held on the devices; None where the host
+    feeds the batches."""
+    return None if device_split is None else int(device_split.labels.shape[0])
+
+
 def train_in_workdirs(config, runs, pipeline, device_split, mesh, teacher_variables):
     """The runs themselves, once their workdirs are locked; returns their summaries."""
-    examples = None if device_split is None else int(device_split.labels.shape[0])
+    examples = split_size(device_split)
     if is_table(config):
         experiment = create_table_experiment(config, method_configs(config), mesh, pipeline.steps_per_epoch,
                                              teacher_variables, data_on_device=device_split is not None,

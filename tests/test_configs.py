@@ -90,7 +90,29 @@ def test_variant_builds_and_shapes_agree(file, variant, tmp_path):
     check_shapes(config)
 
 
+# The objectives that read only the logits ([batch, classes]) and the pooled features ([batch,
+# width], compared within each network's batch: RKD's distances, PKT's similarities): what they
+# see has the same form on every pair, so their shapes are checked on the first pair a process
+# meets. The others (connectors, heads, AT's maps) are checked on every pair.
+PAIR_FREE = ('ce', 'kd', 'wsld', 'dkd', 'rkd', 'pkt')
+
+
+CHECKED = set()
+
+
 def check_shapes(config):
+    """check_traced_shapes once per process for each distinct key (tracing is the cost): the
+    paper's config files and the comparison table share most."""
+    pair = () if config.loss.name in PAIR_FREE else (config.student.model, config.teacher.model,
+                                                     config.connector.kind, config.connector.factor)
+    key = (config.loss.name, repr(sorted(loss_overrides(config.loss).items())), pair, config.data.num_classes,
+           config.data.image_size)
+    if key not in CHECKED:
+        check_traced_shapes(config)
+        CHECKED.add(key)
+
+
+def check_traced_shapes(config):
     """The student's logits, the connector's features against the teacher's, and the loss, as
     the objective needs: a method's head (FitNet's hint layer, VID's stages) fits the pair."""
     objective = get_objective(config.loss.name)

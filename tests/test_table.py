@@ -53,8 +53,9 @@ def test_runs_trained_together_each_follow_the_run_alone(teacher, tmp_path, monk
     epoch and resumed: every seed 3 is that method trained alone with seed 3, parameters and
     every metric, within what rounding moves them (rounding.py): the vmapped convolutions, the
     teacher computed once and the seeds in turn each round differently. SRRL's student
-    classifier is compared with the teacher's per seed."""
-    with tfds.testing.mock_data(num_examples=EXAMPLES):
+    classifier is compared with the teacher's per seed. One batch of 8 examples per split: the
+    vmapped convolutions run slowly on a CPU."""
+    with tfds.testing.mock_data(num_examples=8):
         seeds = alone_config(teacher, 'srrl', num_epochs=1, seeds=(0, 3))
         train_and_evaluate(seeds, str(tmp_path / 'seeds'))
         seeds.num_epochs = 2
@@ -110,7 +111,9 @@ def test_a_killed_table_resumes_to_the_runs_of_an_uninterrupted_one_and_methods_
             table.method_settings.ce_again = table.method_settings.ce.copy_and_resolve_references()
         return table
 
-    with tfds.testing.mock_data(num_examples=EXAMPLES):
+    # One batch of 8 examples per split: vmapped convolutions run slowly on a CPU (1.6 s a step
+    # for these two seeds), and what is checked, the resume, does not need more.
+    with tfds.testing.mock_data(num_examples=8):
         whole = train_and_evaluate(config(), str(tmp_path / 'whole'))
         train_and_evaluate(config(), str(tmp_path / 'parts'))
         killed = tmp_path / 'parts' / 'ce_again' / 'seed_1'

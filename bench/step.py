@@ -248,7 +248,7 @@ class TorchStep:
                 for position, target in zip(index.tolist(), labels.tolist())])).long()
             self.draw_seconds.append(time.perf_counter() - start)
         # bfloat16: PyTorch's mixed precision, as ours (bfloat16 compute, float32 parameters).
-        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=self.bfloat16):
+        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=self.bfloat16):
             if self.objective in REPDISTILLER:
                 loss = self.repdistiller_loss(images, labels, index, contrast_idx)
             elif self.objective == 'ofd':
@@ -506,9 +506,9 @@ def benchmark_table(arguments):
     print(f'| step of {arguments.pair}{seeds}, batch {arguments.batch} | median | compile | XLA memory |')
     print('| --- | --- | --- | --- |')
     for name in experiments:
-        print(f'| {name} | {medians[name] * 1000:.0f} ms | {compile_seconds[name]:.1f} s '
+        print(f'| {name} | {medians[name] * 1000:.1f} ms | {compile_seconds[name]:.1f} s '
               f'| {step_memory(compiled[name]):.0f} MiB |')
-    print(f'| sum of separate steps | {separate * 1000:.0f} ms | | |')
+    print(f'| sum of separate steps | {separate * 1000:.1f} ms | | |')
     print(f'table / sum of separate steps: {medians["table"] / separate:.2f}')
 
 

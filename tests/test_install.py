@@ -34,6 +34,19 @@ def test_every_command_is_installed_and_answers(tmp_path):
         assert result.returncode == 0 and result.stdout.startswith(f'usage: {name}'), name
 
 
+def test_help_shows_the_examples_and_the_flags(tmp_path):
+    """main.py and ijckd-train --help list the --config and --workdir flags (not just
+    --helpfull); main.py's shows its examples as a shell takes them (continued by a backslash)."""
+    outputs = {}
+    for name, command in (('main.py', [sys.executable, os.path.join(REPOSITORY, 'main.py')]),
+                          ('ijckd-train', [os.path.join(BIN, 'ijckd-train')])):
+        result = run([*command, '--help'], cwd=tmp_path)  # absl's --help exits with status 1
+        assert result.returncode == 1 and result.stderr == '', result.stderr
+        assert '  --config: A config file' in result.stdout and '  --workdir: Where checkpoints' in result.stdout
+        outputs[name] = result.stdout
+    assert 'resnet8x4 --workdir runs/ijckd \\\n        --config.teacher.checkpoint=' in outputs['main.py']
+
+
 def test_a_config_file_outside_the_working_directory_imports_configs_common(tmp_path):
     """The train command, run away from the checkout, loads configs/cifar_ijckd.py (which
     imports configs.common) and names an unknown field with the valid ones."""

@@ -77,5 +77,8 @@ def main(argv):
 
 
 def run():
-    """The console script's entry point."""
+    """The console script's entry point. --help lists the key flags of the program that runs
+    (absl keys them by sys.argv[0]): this module's flags are those of main.py and ijckd-train."""
+    for name in ('config', 'workdir'):
+        FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
     app.run(main, flags_parser=parse_flags)

@@ -13,7 +13,7 @@ ITEMS = ('environment', 'step', 'seeds', 'table', 'epoch', 'input')
 
 def test_the_smoke_run_measures_every_item_and_writes_the_table(tmp_path):
     result = subprocess.run([sys.executable, os.path.join(REPOSITORY, 'bench', 'gpu.py'), '--smoke',
-                             '--out', str(tmp_path)], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+                             '--out', str(tmp_path)], capture_output=True, text=True, cwd=tmp_path, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     table = (tmp_path / 'gpu.md').read_text()
     assert table in result.stdout

@@ -2,10 +2,10 @@
 from functools import partial
 
 import torch.nn as nn
-import torch.nn.functional as F
 
 # RepDistiller's CIFAR BasicBlock is torchvision's, module names included.
-from ijckd_jax.torch_models.resnet_imagenet import BasicBlock, stage_preact
+from ijckd_jax.torch_models.resnet_imagenet import BasicBlock
+from ijckd_jax.torch_models.stages import stem_then_stage_preacts, stem_then_stages
 
 
 class ResNet(nn.Module):
@@ -25,18 +25,12 @@ class ResNet(nn.Module):
 
     def feature_list(self, x):
         """[f0, f1, f2, f3] of RepDistiller's forward (models/resnet.py, lines 178-200)."""
-        f0 = F.relu(self.bn1(self.conv1(x)))
-        f1 = self.layer1(f0)
-        f2 = self.layer2(f1)
-        return [f0, f1, f2, self.layer3(f2)]
+        return stem_then_stages(self, x)
 
     def preact_feature_list(self, x):
         """mdistiller's feats["preact_feats"] (mdistiller/models/cifar/resnet.py, forward, lines
         184-206): f0, then each stage's last block's sum before its ReLU."""
-        f0 = F.relu(self.bn1(self.conv1(x)))
-        f1, f1_pre = stage_preact(self.layer1, f0)
-        f2, f2_pre = stage_preact(self.layer2, f1)
-        return [f0, f1_pre, f2_pre, stage_preact(self.layer3, f2)[1]]
+        return stem_then_stage_preacts(self, x)
 
     def bn_before_relu(self):
         """mdistiller's get_bn_before_relu (lines 167-179), BasicBlock: each stage's last bn2."""

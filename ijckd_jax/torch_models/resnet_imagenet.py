@@ -4,6 +4,8 @@ from functools import partial
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ijckd_jax.torch_models.stages import stage_preact
+
 
 def downsample(inplanes, width, stride):
     """The 1×1 conv-BN shortcut, or None where the identity fits."""
@@ -58,12 +60,6 @@ class Bottleneck(nn.Module):
 
     def forward(self, x):
         return F.relu(self.preact(x))
-
-
-def stage_preact(layer, x):
-    """A stage's output and its last block's sum before the ReLU: (F.relu(preact), preact)."""
-    preact = layer[-1].preact(layer[:-1](x))
-    return F.relu(preact), preact
 
 
 class ResNet(nn.Module):

@@ -3,6 +3,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ijckd_jax.torch_models.stages import stem_then_stage_preacts, stem_then_stages
+
 
 def channel_shuffle(x, groups):
     """[N, C, H, W] → [N, g, C/g, H, W] → [N, C/g, g, H, W] → [N, C, H, W]."""
@@ -55,21 +57,12 @@ class ShuffleNet(nn.Module):
 
     def feature_list(self, x):
         """[f0, f1, f2, f3] of RepDistiller's forward (models/ShuffleNetv1.py, lines 95-113)."""
-        f0 = F.relu(self.bn1(self.conv1(x)))
-        f1 = self.layer1(f0)
-        f2 = self.layer2(f1)
-        return [f0, f1, f2, self.layer3(f2)]
+        return stem_then_stages(self, x)
 
     def preact_feature_list(self, x):
         """mdistiller's feats["preact_feats"] (forward, lines 112-134): f0, then each stage's
         last block's pre-activation."""
-        out = F.relu(self.bn1(self.conv1(x)))
-        preacts = [out]
-        for stage in (self.layer1, self.layer2, self.layer3):
-            preact = stage[-1].preact(stage[:-1](out))
-            out = F.relu(preact)
-            preacts.append(preact)
-        return preacts
+        return stem_then_stage_preacts(self, x)
 
     def bn_before_relu(self):
         """mdistiller's get_bn_before_relu (lines 107-110)."""

@@ -3,6 +3,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ijckd_jax.torch_models.stages import stem_then_stages
+
 
 def channel_shuffle(x, groups=2):
     """[N, C, H, W] → [N, g, C/g, H, W] → [N, C/g, g, H, W] → [N, C, H, W]."""
@@ -80,10 +82,7 @@ class ShuffleNetV2(nn.Module):
 
     def feature_list(self, x):
         """[f0, f1, f2, f3] of RepDistiller's forward (models/ShuffleNetv2.py, lines 140-159)."""
-        f0 = F.relu(self.bn1(self.conv1(x)))
-        f1 = self.layer1(f0)
-        f2 = self.layer2(f1)
-        return [f0, f1, f2, self.layer3(f2)]
+        return stem_then_stages(self, x)
 
     def preact_feature_list(self, x):
         """mdistiller's feats["preact_feats"] (forward, lines 165-187): f0, then each stage's

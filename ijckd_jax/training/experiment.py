@@ -116,24 +116,32 @@ def jitted_steps(distiller, objective_name, settings, optimizer_settings, steps_
     same student again) reuses their traces and compiled programs."""
     optimizer = create_optimizer(ml_collections.ConfigDict(dict(optimizer_settings)), steps_per_epoch)
     normalization = dict(mean=mean, std=std)
-    step_settings = dict(distiller=distiller, objective_name=objective_name, settings=dict(settings),
-                         optimizer=optimizer, steps_per_epoch=steps_per_epoch, **normalization)
-    train_steps = None
-    if data_on_device:
-        one_step = functools.partial(steps.train_step_on_device,
-                                     step=functools.partial(steps.train_step, **step_settings), mesh=mesh,
-                                     steps_per_epoch=steps_per_epoch, global_batch=global_batch)
-        step, train_steps = jit_on_device(steps.over_seeds(one_step) if over_seeds else one_step)
-    else:
-        step = jax.jit(functools.partial(steps.train_step, **step_settings), donate_argnums=0)
+    step = functools.partial(steps.train_step, distiller=distiller, objective_name=objective_name,
+                             settings=dict(settings), optimizer=optimizer, steps_per_epoch=steps_per_epoch,
+                             **normalization)
     evaluation = functools.partial(steps.eval_step, distiller=distiller, objective_name=objective_name,
                                    **normalization)
+    return jit_steps(optimizer, step, evaluation, distiller.teacher, normalization, mesh, steps_per_epoch,
+                     global_batch, data_on_device, over_seeds, vectorized=True)
+
+
+def jit_steps(optimizer, step, evaluation, teacher, normalization, mesh, steps_per_epoch, global_batch,
+              data_on_device, over_seeds, vectorized):
+    """JittedSteps of a train step and an eval step (a run's or a table's): on the split held
+    on the devices the batch is drawn in the step, and a state stacked over seeds is stepped
+    and evaluated vmapped (`vectorized`) or in turn."""
+    train_steps = None
+    if data_on_device:
+        one_step = functools.partial(steps.train_step_on_device, step=step, mesh=mesh,
+                                     steps_per_epoch=steps_per_epoch, global_batch=global_batch)
+        step, train_steps = jit_on_device(steps.over_seeds(one_step, vectorized) if over_seeds else one_step)
+    else:
+        step = jax.jit(step, donate_argnums=0)
     if over_seeds:
-        evaluation = over_seeds_evaluation(evaluation)
+        evaluation = over_seeds_evaluation(evaluation, vectorized)
     teacher_logits = None
-    if distiller.teacher is not None:
-        teacher_logits = jax.jit(functools.partial(steps.teacher_logits_step, teacher=distiller.teacher,
-                                                   **normalization))
+    if teacher is not None:
+        teacher_logits = jax.jit(functools.partial(steps.teacher_logits_step, teacher=teacher, **normalization))
     return JittedSteps(optimizer, step, train_steps, jax.jit(evaluation), teacher_logits)
 
 
@@ -201,18 +209,8 @@ def jitted_table_steps(step_members, teacher, optimizer_settings, steps_per_epoc
     (resumed, or the same table in another workdir) reuses its traces and compiled programs."""
     optimizer = create_optimizer(ml_collections.ConfigDict(dict(optimizer_settings)), steps_per_epoch)
     normalization = dict(mean=mean, std=std)
-    one_step = functools.partial(steps.table_train_step, members=step_members, teacher=teacher,
-                                 optimizer=optimizer, steps_per_epoch=steps_per_epoch, **normalization)
-    if data_on_device:
-        one_step = functools.partial(steps.train_step_on_device, step=one_step, mesh=mesh,
-                                     steps_per_epoch=steps_per_epoch, global_batch=global_batch)
-        train_step, train_steps = jit_on_device(steps.over_seeds(one_step, vectorized) if over_seeds else one_step)
-    else:
-        train_step, train_steps = jax.jit(one_step, donate_argnums=0), None
+    step = functools.partial(steps.table_train_step, members=step_members, teacher=teacher,
+                             optimizer=optimizer, steps_per_epoch=steps_per_epoch, **normalization)
     evaluation = functools.partial(steps.table_eval_step, members=step_members, **normalization)
-    if over_seeds:
-        evaluation = over_seeds_evaluation(evaluation, vectorized)
-    teacher_logits = None
-    if teacher is not None:
-        teacher_logits = jax.jit(functools.partial(steps.teacher_logits_step, teacher=teacher, **normalization))
-    return JittedSteps(optimizer, train_step, train_steps, jax.jit(evaluation), teacher_logits)
+    return jit_steps(optimizer, step, evaluation, teacher, normalization, mesh, steps_per_epoch, global_batch,
+                     data_on_device, over_seeds, vectorized)

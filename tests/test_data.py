@@ -104,33 +104,3 @@ def test_imagenet_stream_crops_flips_and_resumes_deterministically():
     assert [images.shape for images, _, _ in evaluation] == [(5, 64, 64, 3)] * 3
     assert np.concatenate([mask for _, _, mask in evaluation]).sum() == 12
 
-
-def smooth_image(rng, height, width):
-    """A photo-like image: smooth colour gradients plus noise, so JPEG keeps detail."""
-    rows, columns = np.mgrid[0:height, 0:width]
-    base = np.stack([rows * 255 / height, columns * 255 / width, (rows + columns) * 127 / (height + width)], -1)
-    return np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
-
-
-def test_a_jpeg_is_decoded_only_inside_its_crop_and_gives_the_full_decodes_pixels(tmp_path):
-    """RandomResizedCrop from the encoded file equals decoding it whole, then cropping the same
-    window (the same stateless box) and resizing, to the last bit: for JPEGs decoded in the
-    window alone (a window without its one-pixel margin differs at its edge columns by up
-    to 10 levels), and for other formats."""
-    import tensorflow as tf
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for index, (height, width, suffix) in enumerate([(375, 500, 'jpg'), (97, 131, 'jpg'), (60, 80, 'png')]):
-        path = tmp_path / f'{index}.{suffix}'
-        Image.fromarray(smooth_image(rng, height, width)).save(path, quality=90)
-        encoded = tf.io.read_file(str(path))
-        for seed in rng.integers(0, 2**31, (8, 2)):
-            seed = tf.constant(seed, tf.int64)
-            image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-            begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
-                tf.shape(image), tf.zeros([1, 0, 4]), seed=seed, area_range=(0.08, 1.0),
-                aspect_ratio_range=(3 / 4, 4 / 3), max_attempts=10, use_image_if_no_bounding_boxes=True)
-            expected = tf.image.resize(tf.slice(image, begin, size), (64, 64), 'bilinear')
-            expected = tf.cast(tf.clip_by_value(tf.round(expected), 0, 255), tf.uint8)
-            np.testing.assert_array_equal(stream.random_resized_crop(encoded, seed, 64), expected)

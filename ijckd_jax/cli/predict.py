@@ -6,8 +6,8 @@ ARTIFACT is the directory ijckd-export wrote (model.jax and model.json) or its m
 IMAGES are files or folders (searched below for .jpg, .jpeg, .png, .bmp, .gif, .webp).
 Each image is read as RGB; a model of at most 64 pixels takes it resized whole to its input
 size (as an image-folder run read its data), a larger model resized to 8/7 of its input
-size on the shorter side (bilinear, by PIL) and centre-cropped, as the evaluation did (there
-with TensorFlow's resize, so the pixels may differ slightly). One line per image: the top-5
+size on the shorter side and centre-cropped, the evaluation's very pixels (torchvision's
+Resize + CenterCrop on PIL, ijckd_jax/data/stream.py). One line per image: the top-5
 classes, by name where the run had them (an image folder's class folders), with softmax
 probabilities.
 """
@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from ijckd_jax.data.folders import to_rgb
+from ijckd_jax.data.stream import resize_and_center_crop
 from ijckd_jax.deploy import ARTIFACT, DESCRIPTION
 
 EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp')
@@ -63,12 +64,7 @@ def fit(image, size):
     """An RGB PIL image as uint8 [size, size, 3]."""
     if size <= LARGEST_WHOLE_IMAGE:
         return np.asarray(image.resize((size, size), Image.BILINEAR))
-    shorter = round(size * 8 / 7)
-    scale = shorter / min(image.size)
-    image = image.resize((max(shorter, round(image.width * scale)), max(shorter, round(image.height * scale))),
-                         Image.BILINEAR)
-    left, top = (image.width - size) // 2, (image.height - size) // 2
-    return np.asarray(image.crop((left, top, left + size, top + size)))
+    return resize_and_center_crop(image, size, round(size * 8 / 7))
 
 
 def load_artifact(path):

@@ -1,8 +1,8 @@
 """The host pipeline of one run: this process's batches, deterministic in the seed and epoch.
 
 CIFAR-sized splits (cifar100, the digits, image folders of at most 64 pixels) are held in
-memory and get CIFAR's crop and flip (augment.py); ImageNet-sized ones stream through
-tf.data (stream.py). Every process runs the same number of steps, as a jit over all devices
+memory and get CIFAR's crop and flip (augment.py); ImageNet-sized ones are streamed and
+decoded by PIL with torchvision's crops (stream.py). Every process runs the same number of steps, as a jit over all devices
 needs: `steps_per_epoch` full global batches, and evaluation padded to the longest part.
 """
 from typing import Iterator
@@ -21,16 +21,16 @@ LARGEST_IN_MEMORY_FOLDER_IMAGE = 64  # pixels; larger folder images stream with 
 
 
 def in_memory(data):
-    """Whether the run holds its splits in memory (else they stream through tf.data)."""
+    """Whether the run holds its splits in memory (else they are streamed)."""
     if is_image_folder(data.dataset):
         return data.image_size <= LARGEST_IN_MEMORY_FOLDER_IMAGE
     return data.in_memory
 
 
 def reads_with_tf_data(data):
-    """Whether the run needs TensorFlow: tfds data sets are read with tf.data, and so are
-    streamed image folders; the digits and in-memory folders are not."""
-    return data.dataset != 'digits' and not (is_image_folder(data.dataset) and in_memory(data))
+    """Whether the run needs TensorFlow: tfds data sets are read with tf.data; the digits and
+    image folders are not."""
+    return data.dataset != 'digits' and not is_image_folder(data.dataset)
 
 
 def load_split(data, split, process_index, process_count) -> Split:
@@ -99,6 +99,7 @@ class Pipeline:
             self.eval_split = load_split(data, data.eval_split, process_index, process_count)
             train_count, eval_count = len(self.train_split.labels), len(self.eval_split.labels)
         elif is_image_folder(data.dataset):
+            stream.check_prepared_copy(data)
             self.files = {split: stream.folder_files(data, split, process_index, process_count)
                           for split in (data.train_split, data.eval_split)}
             train_count, eval_count = (len(self.files[split][0]) for split in (data.train_split, data.eval_split))

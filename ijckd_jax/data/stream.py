@@ -1,22 +1,146 @@
-"""ImageNet-sized splits streamed with tf.data, augmented as the field trains ImageNet:
-RandomResizedCrop(224) and a flip, evaluated at Resize(256) + CenterCrop(224).
+"""ImageNet-sized splits streamed through PIL, the paper's pipeline: torchvision's
+RandomResizedCrop(224) and a flip for training, Resize(256) + CenterCrop(224) for evaluation,
+which on PIL images are the PIL calls of torch_models/transforms.py. The pixels are PIL's own,
+so they are torchvision's (tests/test_stream.py compares them with the transcription).
 
-Images travel encoded until a parallel map decodes them: for training, a JPEG is decoded only
-inside its random crop's window (tf.image.decode_and_crop_jpeg), which is most of the saving
-since RandomResizedCrop keeps 8-100% of the image. An image folder streams the files that
-`folder_files` found readable, listed once per run; an image that fails to decode is skipped
-with a logged warning.
+The engine is chosen by measurement (bench/input.py, docs/imagenet.md): tf.data's decoder
+can decode a JPEG inside a window only, but PIL's antialiased resize is faster than any
+antialiased resize of TensorFlow's on the CPU, and tf.image.resize without antialiasing
+point-samples every crop larger than its output. PIL releases the GIL while it decodes and
+resizes, so a pool of threads, one per core, decodes in parallel.
+
+Examples are numbered in the order of the epoch and each one's crop and flip come from its
+number, so a resumed run skips the examples before its step without reading them and sees
+the batches an uninterrupted run would. An image folder streams the files that
+`folder_files` found readable; an image that fails to decode all the same is skipped with a
+warning, and the stream repeats, so that an epoch is never short. tfds data sets
+(imagenet2012) are read with tf.data as encoded bytes and decoded here.
 """
+import collections
+import io
+import itertools
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 from absl import logging
 
 from ijckd_jax.data import tfds_source
-from ijckd_jax.data.folders import folder_part, is_image_folder, readable
-from ijckd_jax.errors import DataUnavailable
+from ijckd_jax.data.folders import folder_part, is_image_folder, readable, to_rgb
+from ijckd_jax.errors import ConfigError, DataUnavailable
+
+SCALE = (0.08, 1.0)  # RandomResizedCrop's defaults: the window's share of the image's area,
+RATIO = (3 / 4, 4 / 3)  # its aspect ratio (width / height), drawn log-uniformly,
+ATTEMPTS = 10  # and the draws before it falls back to a central crop
+CHUNK = 16  # images a decoding thread takes at a time
+
+
+def crop_window(width, height, generator):
+    """RandomResizedCrop.get_params with a numpy generator: (top, left, height, width) of the
+    window, its area share uniform in SCALE and its aspect ratio log-uniform in RATIO, the
+    first of ATTEMPTS draws that fits in the image, else the central crop of the image's
+    closest allowed aspect ratio."""
+    area = height * width
+    for _ in range(ATTEMPTS):
+        target_area = area * generator.uniform(*SCALE)
+        aspect_ratio = math.exp(generator.uniform(math.log(RATIO[0]), math.log(RATIO[1])))
+        crop_width = int(round(math.sqrt(target_area * aspect_ratio)))
+        crop_height = int(round(math.sqrt(target_area / aspect_ratio)))
+        if 0 < crop_width <= width and 0 < crop_height <= height:
+            top = int(generator.integers(0, height - crop_height + 1))
+            left = int(generator.integers(0, width - crop_width + 1))
+            return top, left, crop_height, crop_width
+    ratio = width / height
+    if ratio < RATIO[0]:
+        crop_width, crop_height = width, int(round(width / RATIO[0]))
+    elif ratio > RATIO[1]:
+        crop_width, crop_height = int(round(height * RATIO[1])), height
+    else:
+        crop_width, crop_height = width, height
+    return (height - crop_height) // 2, (width - crop_width) // 2, crop_height, crop_width
+
+
+def open_rgb(source):
+    """A file path or encoded bytes as a decoded 8-bit RGB PIL image."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+        return to_rgb(image)
+
+
+def example_generator(seed, epoch, process_index, position):
+    """The random numbers of one training example: its crop window, then its flip."""
+    return np.random.default_rng([seed, epoch, process_index, position])
+
+
+def train_image(source, generator, size):
+    """RandomResizedCrop(size) + RandomHorizontalFlip on PIL, as uint8 [size, size, 3]."""
+    from PIL import Image
+
+    image = open_rgb(source)
+    top, left, height, width = crop_window(*image.size, generator)
+    image = image.crop((left, top, left + width, top + height)).resize((size, size), Image.BILINEAR)
+    pixels = np.asarray(image)
+    return pixels[:, ::-1] if generator.random() < 0.5 else pixels
+
+
+def eval_image(source, size, resize_to):
+    """The evaluation's crop of an image file (a path or its bytes)."""
+    return resize_and_center_crop(open_rgb(source), size, resize_to)
+
+
+def resize_and_center_crop(image, size, resize_to):
+    """Resize(resize_to) (the shorter side; the longer scaled and truncated) + CenterCrop(size)
+    of an RGB PIL image, as uint8 [size, size, 3]."""
+    from PIL import Image
+
+    width, height = image.size
+    shorter, longer = min(width, height), max(width, height)
+    longer = int(resize_to * longer / shorter)
+    resized = (resize_to, longer) if width <= height else (longer, resize_to)
+    image = image.resize(resized, Image.BILINEAR)
+    top, left = int(round((resized[1] - size) / 2.0)), int(round((resized[0] - size) / 2.0))
+    return np.asarray(image.crop((left, top, left + size, top + size)))
+
+
+def decoded_or_none(function, source, *arguments):
+    """function(source, ...), or None with a warning if the image cannot be decoded."""
+    try:
+        return function(source, *arguments)
+    except (OSError, ValueError, SyntaxError) as error:
+        name = source if isinstance(source, str) else 'an encoded image'
+        logging.warning('Skipped %s: it does not decode (%s).', name, error)
+        return None
+
+
+def parallel_map(function, items, threads):
+    """function(item) for every item, in order, computed in `threads` threads, each taking
+    CHUNK items at a time (one task per image cost a fifth of the rate on one core), with one
+    chunk more in flight than threads: more in flight was slower (bench/input.py on one core:
+    16 images 250/s, 64 215/s, 128 177/s), as their decoded images leave the caches."""
+    def chunked(chunk):
+        return [function(item) for item in chunk]
+
+    chunks = iter(lambda: list(itertools.islice(items, CHUNK)), [])
+    with ThreadPoolExecutor(threads) as pool:
+        pending = collections.deque()
+        for chunk in chunks:
+            pending.append(pool.submit(chunked, chunk))
+            if len(pending) > threads:
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()
+
+
+def thread_count():
+    """One decoding thread per core this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
 
 
 def folder_files(data, split, process_index, process_count):
-    """This process's readable (paths, labels) of an image folder's split; the unreadable
-    ones are counted and reported once."""
+    """This process's readable (paths, labels) of an image folder's split; the unreadable ones
+    are counted and reported once."""
     paths, labels, _ = folder_part(data.dataset, split, data.num_classes, process_index, process_count)
     paths, labels, unreadable = readable(paths, labels)
     if unreadable:
@@ -27,117 +151,100 @@ def folder_files(data, split, process_index, process_count):
     return paths, labels
 
 
-def encoded_split(data, split, process_index, process_count, shuffle_seed=None, files=None):
-    """This process's part of a split as a tf.data.Dataset of (encoded image, label), shuffled
-    if seeded; an image folder's `files` are its (paths, labels) from folder_files."""
-    import tensorflow as tf
+def folder_order(files, seed, epoch, process_index):
+    """(source, label) of a folder's split in the epoch's order, repeated, each pass a new
+    permutation drawn from (seed, epoch, process, pass)."""
+    paths, labels = files
+    for repetition in itertools.count():
+        order = np.random.default_rng([seed, epoch, process_index, repetition]).permutation(len(paths))
+        for index in order:
+            yield paths[index], labels[index]
+
+
+def tfds_order(data, split, process_index, process_count, shuffle_seed=None, shuffle_buffer=0, skip=0):
+    """(encoded bytes, label) of a tfds split, read with tf.data undecoded; shuffled (its shards'
+    order, then a buffer) and repeated if seeded; the first `skip` records are read, not
+    decoded."""
     import tensorflow_datasets as tfds
 
-    if not is_image_folder(data.dataset):
-        encoded = {'decoders': {'image': tfds.decode.SkipDecoding()}}
-        if shuffle_seed is not None:
-            encoded.update(shuffle_files=True, read_config=tfds.ReadConfig(shuffle_seed=shuffle_seed))
-        return tfds_source.tfds_split(data, split, process_index, process_count, **encoded)
-    paths, labels = files
-    files = tf.data.Dataset.from_tensor_slices((paths, labels))
+    encoded = {'decoders': {'image': tfds.decode.SkipDecoding()}}
     if shuffle_seed is not None:
-        files = files.shuffle(len(paths), seed=shuffle_seed)
-    return files.map(lambda path, label: (tf.io.read_file(path), label))
-
-
-def decode(encoded):
-    """Any image file as uint8 RGB [height, width, 3]."""
-    import tensorflow as tf
-
-    return tf.io.decode_image(encoded, channels=3, expand_animations=False)
-
-
-def to_uint8(image):
-    import tensorflow as tf
-
-    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
-
-
-def random_resized_crop(encoded, seed, size):
-    """torchvision's RandomResizedCrop(size): scale (0.08, 1), aspect ratio (3/4, 4/3),
-    bilinear; a JPEG is decoded only inside the crop's window."""
-    import tensorflow as tf
-
-    def window(shape):
-        begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
-            shape, tf.zeros([1, 0, 4]), seed=seed, area_range=(0.08, 1.0),
-            aspect_ratio_range=(3 / 4, 4 / 3), max_attempts=10, use_image_if_no_bounding_boxes=True)
-        return begin, crop_size
-
-    def from_jpeg():
-        # libjpeg upsamples colour from neighbouring pixels, which a window lacks at its edges:
-        # decode one pixel more on every side the image has one, then cut it off, so that the
-        # pixels are exactly those of a full decode.
-        shape = tf.image.extract_jpeg_shape(encoded)
-        begin, crop_size = window(shape)
-        start = tf.maximum(begin[:2] - 1, 0)
-        stop = tf.minimum(begin[:2] + crop_size[:2] + 1, shape[:2])
-        wide = tf.image.decode_and_crop_jpeg(encoded, tf.concat([start, stop - start], 0), channels=3)
-        return tf.slice(wide, tf.concat([begin[:2] - start, [0]], 0), crop_size)
-
-    def from_other_formats():
-        image = decode(encoded)
-        begin, crop_size = window(tf.shape(image))
-        return tf.slice(image, begin, crop_size)
-
-    crop = tf.cond(tf.io.is_jpeg(encoded), from_jpeg, from_other_formats)
-    return to_uint8(tf.image.resize(crop, (size, size), 'bilinear'))
-
-
-def resize_and_center_crop(image, size, resize_to):
-    """torchvision's Resize(resize_to) (shorter side) then CenterCrop(size)."""
-    import tensorflow as tf
-
-    shape = tf.cast(tf.shape(image)[:2], tf.float32)
-    scaled = tf.cast(tf.round(shape * resize_to / tf.reduce_min(shape)), tf.int32)
-    image = tf.image.resize(image, scaled, 'bilinear')
-    return to_uint8(tf.image.resize_with_crop_or_pad(image, size, size))
+        encoded.update(shuffle_files=True, read_config=tfds.ReadConfig(shuffle_seed=shuffle_seed))
+    dataset = tfds_source.tfds_split(data, split, process_index, process_count, **encoded)
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(shuffle_buffer, seed=shuffle_seed).repeat()
+    return ((bytes(image), int(label)) for image, label in tfds.as_numpy(dataset.skip(skip).prefetch(64)))
 
 
 def stream_train_batches(data, local_batch_size, steps, seed, epoch, process_index, process_count,
                          start_step=0, files=None):
-    """ImageNet-style training batches streamed with tf.data, deterministic in (seed, epoch).
+    """Training batches (images, labels) for steps start_step..steps-1 of `epoch`; example n
+    of the epoch is cropped and flipped by example_generator(seed, epoch, process_index, n)."""
+    skipped = start_step * local_batch_size
+    if is_image_folder(data.dataset):
+        files = files or folder_files(data, data.train_split, process_index, process_count)
+        examples = itertools.islice(folder_order(files, seed, epoch, process_index), skipped, None)
+    else:
+        shuffle_seed = seed * 100_003 + epoch
+        examples = tfds_order(data, data.train_split, process_index, process_count, shuffle_seed,
+                              16 * local_batch_size, skipped)
 
-    Each example's crop and flip come from a stateless seed (seed, epoch, position), so a
-    resumed run skips to `start_step` and sees the batches an uninterrupted run would. The
-    stream repeats, so that an image that fails to decode never makes an epoch short.
-    """
-    import tensorflow as tf
-    import tensorflow_datasets as tfds
+    def augment(numbered):
+        position, (source, label) = numbered
+        generator = example_generator(seed, epoch, process_index, position)
+        return decoded_or_none(train_image, source, generator, data.image_size), label
 
-    epoch_seed = seed * 100_003 + epoch
-    dataset = encoded_split(data, data.train_split, process_index, process_count, epoch_seed, files)
-    dataset = dataset.shuffle(16 * local_batch_size, seed=epoch_seed).repeat()
-
-    def augment(position, example):
-        encoded, label = example
-        example_seed = tf.stack([tf.constant(epoch_seed, tf.int64), position])
-        image = random_resized_crop(encoded, example_seed, data.image_size)
-        flip = tf.random.stateless_uniform([], seed=example_seed + 1) < 0.5
-        return tf.cond(flip, lambda: image[:, ::-1], lambda: image), tf.cast(label, tf.int32)
-
-    dataset = dataset.enumerate().map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    dataset = dataset.ignore_errors(log_warning=True)
-    dataset = dataset.batch(local_batch_size, drop_remainder=True).skip(start_step)
-    return tfds.as_numpy(dataset.take(steps - start_step).prefetch(2))
+    images = parallel_map(augment, enumerate(examples, skipped), thread_count())
+    decoded = ((image, label) for image, label in images if image is not None)
+    try:
+        for _ in range(steps - start_step):
+            batch = list(itertools.islice(decoded, local_batch_size))
+            yield np.stack([image for image, _ in batch]), np.asarray([label for _, label in batch], np.int32)
+    finally:
+        images.close()  # the decoding threads stop now, not when the generator is collected
 
 
 def stream_eval_batches(data, local_batch_size, batches, process_index, process_count, files=None):
-    """Evaluation batches (images, labels, mask) at Resize(size·8/7) + CenterCrop(size), padded."""
-    import tensorflow as tf
-    import tensorflow_datasets as tfds
-
+    """Evaluation batches (images, labels, mask) at Resize(size·8/7) + CenterCrop(size), padded
+    with mask 0 to `batches` batches."""
     resize_to = round(data.image_size * 8 / 7)  # 256 for 224
-    dataset = encoded_split(data, data.eval_split, process_index, process_count, files=files).map(
-        lambda encoded, label: (resize_and_center_crop(decode(encoded), data.image_size, resize_to),
-                                tf.cast(label, tf.int32), True),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).ignore_errors(log_warning=True)
-    padding = tf.data.Dataset.from_tensors(
-        (tf.zeros([data.image_size, data.image_size, 3], tf.uint8), 0, False)).repeat()
-    dataset = dataset.concatenate(padding).batch(local_batch_size).take(batches)
-    return tfds.as_numpy(dataset.prefetch(2))
+    if is_image_folder(data.dataset):
+        paths, labels = files or folder_files(data, data.eval_split, process_index, process_count)
+        examples = zip(paths, labels)
+    else:
+        examples = tfds_order(data, data.eval_split, process_index, process_count)
+
+    def crop(example):
+        source, label = example
+        return decoded_or_none(eval_image, source, data.image_size, resize_to), label
+
+    images = parallel_map(crop, examples, thread_count())
+    decoded = ((image, label, True) for image, label in images if image is not None)
+    padding = itertools.repeat((np.zeros([data.image_size] * 2 + [3], np.uint8), 0, False))
+    examples = itertools.chain(decoded, padding)
+    try:
+        for _ in range(batches):
+            batch = list(itertools.islice(examples, local_batch_size))
+            yield (np.stack([image for image, _, _ in batch]),
+                   np.asarray([label for _, label, _ in batch], np.int32), np.asarray([mask for _, _, mask in batch]))
+    finally:
+        images.close()
+
+
+def check_prepared_copy(data):
+    """Refuses a prepared copy (ijckd-prepare) whose images are smaller than the run needs even
+    for a square image: the evaluation's Resize where the copy shrank the evaluation split,
+    else the training crop."""
+    from ijckd_jax.data.prepare import prepared_manifest
+
+    manifest = prepared_manifest(data.dataset) if is_image_folder(data.dataset) else None
+    if manifest is None:
+        return
+    shrunk_evaluation = data.eval_split in manifest['shrunk_splits']
+    needed = round(data.image_size * 8 / 7) if shrunk_evaluation else data.image_size
+    if manifest['max_side'] < needed:
+        use = (f'the {needed} that config.data.image_size={data.image_size} resizes to' if shrunk_evaluation
+               else f'config.data.image_size={data.image_size}')
+        raise ConfigError(f"{data.dataset} is a prepared copy with images of at most {manifest['max_side']} "
+                          f'pixels, smaller than {use}; prepare one with --max-side {needed} or more, or train '
+                          'on its source.')

@@ -28,7 +28,7 @@ REASON' and the run goes on; one that the time left does not allow reads 'skippe
 The table (figure | command | value) is printed at the end. Compiled programs are kept in
 DIR/xla, so that a rerun with the same --out compiles nothing again. It needs the project
 installed (pip install -e .) or on the path (PYTHONPATH=. in the checkout), and its requirements:
-ml_collections and clu among them, TensorFlow only for item 6.
+ml_collections and clu among them; not TensorFlow (image folders stream through PIL).
 """
 import argparse
 import contextlib
@@ -62,7 +62,7 @@ from step import (EXAMPLES, STEPS_PER_EPOCH, TorchStep, benchmark_table, build_c
                   cifar_sized_split, random_batch, teacher_weights)
 from ijckd_jax.data.device import epoch_order, place_split
 from ijckd_jax.frozen_model import FrozenModel, save_frozen_model
-from ijckd_jax.runtime import enable_compilation_cache, tensorflow_installed
+from ijckd_jax.runtime import enable_compilation_cache
 from ijckd_jax.training.experiment import create_experiment
 from ijckd_jax.training.mesh import Mesh
 
@@ -76,7 +76,7 @@ CIFAR10_MEAN, CIFAR10_STD = '(0.4914, 0.4822, 0.4465)', '(0.2470, 0.2435, 0.2616
 CIFAR10_CLASSES = 10
 EPOCHS_PROJECTED = 240
 VERSIONS = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'torch')
-# The packages the project imports that a GPU image may lack; TensorFlow only for item 6.
+# The packages the project imports that a GPU image may lack; TensorFlow only for tfds data sets.
 PROJECT_MODULES = ('ml_collections', 'clu', 'tensorflow', 'tensorflow_datasets')
 
 # What each item measures: FULL on the GPU, SMOKE the smallest that runs every code path. Each
@@ -535,21 +535,20 @@ def input_rate(recorder, arguments, sizes):
         shown = shlex.join([*(prefix or []), 'python', *command])
         if prefix is None:
             recorder.add(figure, shown, 'skipped: no taskset')
-        elif not tensorflow_installed():
-            recorder.add(figure, shown, 'skipped: needs tensorflow')
         else:
             recorder.measure(figure, shown, lambda: input_line([*prefix, sys.executable, *command], recorder))
 
 
 def input_line(command, recorder):
-    """bench/input.py's line, as the row's value."""
+    """bench/input.py's rates and its ratio to the bare decode, as the row's value."""
     result = subprocess.run(command, cwd=REPOSITORY, capture_output=True, text=True,
                             timeout=max(recorder.time_left(), 1))
-    found = re.search(r'^\d+ core\(s\): .*$', result.stdout, re.MULTILINE)
-    if result.returncode or not found:
+    rates = re.search(r'^\d+ core\(s\): .*$', result.stdout, re.MULTILINE)
+    ratio = re.search(r'^pipeline / bare: .*$', result.stdout, re.MULTILINE)
+    if result.returncode or not rates or not ratio:
         raise RuntimeError(f'bench/input.py exited with {result.returncode}: '
                            f'{(result.stderr.strip().splitlines() or ["no output"])[-1]}')
-    return found.group(0)
+    return f'{rates.group(0)}; {ratio.group(0)}'
 
 
 ITEMS = (('environment', environment), ('step', ijckd_step), ('seeds', seeds), ('table', table),

@@ -11,14 +11,22 @@ teacher. So a fixed tolerance either fails on another processor or admits real e
 Instead each test measures, where it runs, how far its reference run moves when every
 initial parameter is moved by one unit in the last place (`one_ulp_away`, DRAWS times with
 random signs), and requires the other order to stay within FACTOR times that, tensor by
-tensor and metric by metric. FACTOR: the other orders measured at most 0.92 (four devices),
-1.05 (two processes), 1.36 (a scan) and 3.0 (seeds vmapped, and a comparison table's methods
-with the seeds in turn; each time SRRL's classifier cosine at epoch 1, a value near 1 that
-moved 3 float32 units in the last place where the perturbation moved it 1) times the
-perturbation here (AMD EPYC Zen 3, float32), so 10 leaves room for a processor that rounds
+tensor and metric by metric. FACTOR: the other orders measured at most 0.92 (four devices;
+1.24 on an AVX-512 EPYC), 1.05 (two processes), 1.36 (a scan) and 3.0 (seeds vmapped, and a
+comparison table's methods with the seeds in turn; each time SRRL's classifier cosine at
+epoch 1, a value near 1 that moved 3 float32 units in the last place where the perturbation
+moved it 1) times the perturbation here (AMD EPYC Zen 3, float32), so 10 leaves room for a processor that rounds
 differently, while a real difference (the step not taken, a step missing, another seed's
 run) measured 1,900 to 16,000,000 times it: each test also checks that its comparison fails
 on one.
+
+Every comparison spans several steps (or epochs), not one. A pre-activation within a few
+units of zero (measured: 2e-7 and 3.6e-7 among a step's ~600,000 on an AVX-512 EPYC) can be
+flipped across a ReLU by another summation order, and the flip moves that step's update of
+the layers before it by up to 0.7%; the perturbed runs seldom flip it, since a relative
+change of the parameters barely moves a value near zero (1 draw in 8 did). After one step,
+four devices against one measured 4,900 times the two draws' yardstick there; after two and
+three steps, whose perturbed runs have diverged by more than any one flip, 1.45 and 1.24.
 """
 import jax
 import jax.numpy as jnp

@@ -16,6 +16,7 @@ import ml_collections
 from ijckd_jax.connectors import check_connector_name
 from ijckd_jax.data.folders import check_class_count, check_same_classes, class_names, is_image_folder
 from ijckd_jax.data.pipeline import in_memory, reads_with_tf_data
+from ijckd_jax.data.tfds_source import check_download
 from ijckd_jax.distillation import build_distiller
 from ijckd_jax.errors import ConfigError, WorkdirError
 from ijckd_jax.models import check_model_name
@@ -119,7 +120,6 @@ def check_data(config):
                           "as 'cifar100'.")
     if is_image_folder(dataset):
         check_same_classes(dataset, (config.data.train_split, config.data.eval_split))
-        check_class_count(dataset, class_names(dataset, config.data.train_split), config.data.num_classes)
     elif dataset == 'digits':
         if config.data.image_size % 8:
             refuse('data.image_size', config.data.image_size, 'must be a multiple of 8 for the 8×8 digits')
@@ -128,6 +128,8 @@ def check_data(config):
         hint = f" Did you mean '{close[0]}'?" if close else ''
         raise ConfigError(f"config.data.dataset='{dataset}' is neither 'digits', an image folder nor "
                           f'a tfds data set.{hint}')
+    elif config.data.download:
+        check_download(config.data)
     if reads_with_tf_data(config.data) and not tensorflow_installed():
         raise ConfigError(f"config.data.dataset='{dataset}' is read with tf.data, which needs "
                           "TensorFlow: pip install tensorflow-cpu (or pip install -e '.[tensorflow]').")
@@ -153,11 +155,37 @@ def check_teacher(config):
         saved = (metadata['model'], int(metadata['num_classes']))
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ConfigError(f'{metadata_path} cannot be read ({error}); convert or export the teacher again.') from None
+    if is_image_folder(config.data.dataset):
+        check_teacher_serves_folder(config, saved)
     if saved != (config.teacher.model, config.data.num_classes):
         raise ConfigError(f"config.teacher.checkpoint='{directory}' holds {saved[0]} with {saved[1]} "
                           f'classes, but the config asks for {config.teacher.model} with '
                           f'{config.data.num_classes} classes; pass --config.teacher.model={saved[0]} '
                           f'and --config.data.num_classes={saved[1]}, or another teacher.')
+
+
+def check_teacher_serves_folder(config, saved):
+    """A teacher serves an image folder only if it was trained on as many classes as the folder
+    has: the folder fixes the count, so the fix is another teacher, not config.data.num_classes."""
+    dataset, (model, classes) = config.data.dataset, saved
+    count = len(class_names(dataset, config.data.train_split))
+    if classes != count:
+        raise ConfigError(f"config.teacher.checkpoint='{config.teacher.checkpoint}' holds {model} trained on "
+                          f'{classes} classes, but the image folder {dataset} has {count}: this teacher cannot '
+                          f'serve this data. Train a teacher on the folder (configs/cifar_teacher.py:{model} with '
+                          f'--config.data.dataset={dataset} --config.data.num_classes={count}) and pass its '
+                          f'export, or convert one with {count} classes.')
+
+
+def check_folder_classes(config):
+    """An image folder has config.data.num_classes class folders (folders.py's ValueError as a
+    ConfigError, so that main.py prints it as one line)."""
+    dataset = config.data.dataset
+    if is_image_folder(dataset):
+        try:
+            check_class_count(dataset, class_names(dataset, config.data.train_split), config.data.num_classes)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
 
 
 def check_batches(config, device_count):
@@ -199,8 +227,11 @@ def check_head(config):
               config.connector.kind, config.connector.factor, config.data.image_size)
 
 
-def validate_config(config, device_count):
-    """Every check of the config that can fail before any work."""
+def validate_config(config, device_count, teacher_trained=True):
+    """Every check of the config that can fail before any work; teacher_trained=False leaves out
+    the teacher's saved model, for the demo's students checked before their teacher trains. The
+    teacher is checked before the folder's class count: a teacher of other classes than the
+    folder's is the problem to name, not config.data.num_classes."""
     check_types_and_ranges(config)
     check_seeds(config)
     check_names(config)
@@ -208,7 +239,9 @@ def validate_config(config, device_count):
     check_head(config)
     check_batches(config, device_count)
     check_data(config)
-    check_teacher(config)
+    if teacher_trained:
+        check_teacher(config)
+    check_folder_classes(config)
 
 
 def check_workdir_writable(workdir):

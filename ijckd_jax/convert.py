@@ -101,9 +101,10 @@ def read_torch_checkpoint(path, allow_pickle=False) -> Dict[str, np.ndarray]:
             for key, value in strip_wrappers(checkpoint).items()}
 
 
-def infer_model_name(path) -> str:
+def infer_model_name(path, state_dict) -> str:
     """The architecture named in the folder (RepDistiller's <model>_vanilla/ckpt_epoch_240.pth)
-    or else in the file name (cifar100_resnet56-f2eff4c8.pt); the longest name that matches."""
+    or else in the file name (cifar100_resnet56-f2eff4c8.pt); the longest name that matches.
+    Where neither names one, the error names the model the state dict's keys and shapes fit."""
     folder = os.path.basename(os.path.dirname(os.path.abspath(path)))
     stem = os.path.splitext(os.path.basename(path))[0]
     for text in (folder, stem):
@@ -111,8 +112,10 @@ def infer_model_name(path) -> str:
                  if re.search(rf'(^|[^A-Za-z0-9]){re.escape(name)}($|[^A-Za-z0-9])', text)]
         if found:
             return max(found, key=len)
-    raise ConversionError(f"Cannot infer the architecture from '{folder}/{stem}'; pass --arch, "
-                          f"one of: {', '.join(MODELS)}.")
+    fit = fitting_model(state_dict)
+    hint = (f'its keys and shapes fit {fit[0]}: pass --arch {fit[0]}' if fit else
+            f"its keys and shapes fit no model of the zoo; pass --arch, one of: {', '.join(MODELS)}")
+    raise ConversionError(f"Cannot infer the architecture from the name '{folder}/{stem}'; {hint}.")
 
 
 def infer_num_classes(state_dict, model_name) -> int:
@@ -130,13 +133,19 @@ def natural_order(key):
     return [(0, int(part), '') if part.isdigit() else (1, 0, part) for part in key.split('.')]
 
 
-def describe_mismatches(state_dict, expected, description) -> str:
-    """Every missing key, unexpected key and shape mismatch, by name and shape; '' when none."""
+def mismatches(state_dict, expected):
+    """The missing keys, the unexpected keys and the keys of another shape, in network order."""
     present = {key for key in state_dict if not key.endswith(IGNORED_SUFFIX)}
     missing = sorted((key for key in expected if key not in present), key=natural_order)
     unexpected = sorted(present - expected.keys(), key=natural_order)
-    wrong_shape = [key for key in expected if key in present
-                   and tuple(state_dict[key].shape) != expected[key].torch_shape]
+    wrong_shape = sorted((key for key in expected if key in present
+                          and tuple(state_dict[key].shape) != expected[key].torch_shape), key=natural_order)
+    return missing, unexpected, wrong_shape
+
+
+def describe_mismatches(state_dict, expected, description) -> str:
+    """Every missing key, unexpected key and shape mismatch, by name and shape; '' when none."""
+    missing, unexpected, wrong_shape = mismatches(state_dict, expected)
     lines = []
     if missing:
         lines.append(f'{len(missing)} missing keys (needed by {description}):')
@@ -149,6 +158,33 @@ def describe_mismatches(state_dict, expected, description) -> str:
         lines += [f'  {key} {list(state_dict[key].shape)} vs {list(expected[key].torch_shape)}'
                   for key in wrong_shape]
     return '\n'.join(lines)
+
+
+def summarize_mismatches(state_dict, expected) -> str:
+    """The mismatches in one phrase: each kind's count and first key, by name and shape."""
+    missing, unexpected, wrong_shape = mismatches(state_dict, expected)
+    parts = []
+    if missing:
+        parts.append(f'{len(missing)} missing keys, e.g. {missing[0]} {list(expected[missing[0]].torch_shape)}')
+    if unexpected:
+        parts.append(f'{len(unexpected)} unexpected keys, e.g. {unexpected[0]} '
+                     f'{list(state_dict[unexpected[0]].shape)}')
+    if wrong_shape:
+        key = wrong_shape[0]
+        parts.append(f'{len(wrong_shape)} shape mismatches, e.g. {key} {list(state_dict[key].shape)} vs '
+                     f'{list(expected[key].torch_shape)}')
+    return '; '.join(parts)
+
+
+def fitting_model(state_dict):
+    """(name, class count) of the first model of the zoo whose every key and shape the state
+    dict has, None if none does. Only the models with the state dict's classifier are built."""
+    for name in MODELS:
+        if f'{create_model(name).classifier_name}.weight' in state_dict:
+            num_classes = infer_num_classes(state_dict, name)
+            if not any(mismatches(state_dict, expected_entries(abstract_variables(name, num_classes)))):
+                return name, num_classes
+    return None
 
 
 def state_dict_to_variables(state_dict, variables, description):
@@ -167,12 +203,33 @@ def state_dict_to_variables(state_dict, variables, description):
 
 
 def convert_state_dict(state_dict, model_name, num_classes=None):
-    """Flax variables {'params', 'batch_stats'} for `model_name` from a PyTorch state dict."""
+    """Flax variables {'params', 'batch_stats'} for `model_name` from a PyTorch state dict. A
+    state dict that fits another model of the zoo, or another class count, is refused in one
+    line that names the --arch or --num-classes it fits."""
     check_model_name(model_name)
     if num_classes is None:
         num_classes = infer_num_classes(state_dict, model_name)
-    return state_dict_to_variables(state_dict, abstract_variables(model_name, num_classes),
-                                   f'{model_name} with {num_classes} classes')
+    variables = abstract_variables(model_name, num_classes)
+    expected = expected_entries(variables)
+    if any(mismatches(state_dict, expected)):
+        refuse_if_another_fits(state_dict, expected, model_name, num_classes)
+    return state_dict_to_variables(state_dict, variables, f'{model_name} with {num_classes} classes')
+
+
+def refuse_if_another_fits(state_dict, expected, model_name, num_classes):
+    """Where the state dict fits a model of the zoo other than model_name with num_classes, the
+    one-line error that names the arguments it fits, instead of a listing of every key."""
+    fit = fitting_model(state_dict)
+    if fit is None:
+        return
+    arguments = []
+    if fit[0] != model_name:
+        arguments.append(f'--arch {fit[0]}')
+    if fit[1] != num_classes:
+        arguments.append(f'--num-classes {fit[1]}')
+    raise ConversionError(f'The checkpoint does not fit {model_name} with {num_classes} classes '
+                          f'({summarize_mismatches(state_dict, expected)}); its keys and shapes fit {fit[0]} '
+                          f"with {fit[1]} classes: pass {' '.join(arguments)}.")
 
 
 def largest_logit_difference(state_dict, model_name, variables, batch_size=4, seed=0) -> float:

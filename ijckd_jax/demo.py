@@ -3,16 +3,19 @@ comparison table (ijckd_jax/table.py), and the IJCKD student shipped beside its 
 import os
 import shutil
 
+import jax
 import ml_collections
 import numpy as np
 from absl import logging
 
 from ijckd_jax import report
+from ijckd_jax.config import named, validate_config
 from ijckd_jax.data.pipeline import load_split
 from ijckd_jax.deploy import ARTIFACT
 from ijckd_jax.deploy.artifact import call_artifact, export_run
 from ijckd_jax.deploy.cost import latency
-from ijckd_jax.objectives import resolve_settings
+from ijckd_jax.models import check_model_name
+from ijckd_jax.objectives import get_objective, resolve_settings
 from ijckd_jax.table import table_config
 from ijckd_jax.training.loop import train_and_evaluate
 
@@ -35,10 +38,23 @@ def method_config(config, method, teacher_directory):
     return derived
 
 
+def check_demo(config):
+    """The demo's models and methods by the fields that name them, then every run it trains,
+    before the teacher trains: a mistake in the students is found before, not after, it."""
+    named('demo.teacher', check_model_name, config.demo.teacher)
+    named('demo.student', check_model_name, config.demo.student)
+    for method in config.demo.methods:
+        named('demo.methods', get_objective, method)
+    validate_config(single_run_config(config, config.demo.teacher), jax.device_count())
+    for method in config.demo.methods:
+        validate_config(method_config(config, method, ''), jax.device_count(), teacher_trained=False)
+
+
 def run_demo(config, workdir):
     """Trains the teacher, then the student with every method as one table (the teacher's
     forward computed once per batch for all, the same batches and initialisation for each);
     prints and returns the tables."""
+    check_demo(config)
     methods = list(config.demo.methods)
     logging.info('Demo 1/2: the teacher %s with cross-entropy.', config.demo.teacher)
     teacher_summary = train_and_evaluate(single_run_config(config, config.demo.teacher),
@@ -99,6 +115,6 @@ def format_table(rows, config):
     lines = [f'Test top-1 (%) on {config.data.dataset}, {config.num_epochs} epochs, seed {config.seed}:',
              '', '| model | method | best top-1 (epoch) | last top-1 |', '| --- | --- | --- | --- |']
     for model, method, summary in rows:
-        lines.append(f"| {model} | {method} | {summary['best_top1']:.2f} ({summary['best_epoch'] + 1}) "
+        lines.append(f"| {model} | {method} | {summary['best_top1']:.2f} ({summary['best_epoch']}) "
                      f"| {summary['last_top1']:.2f} |")
     return '\n'.join(lines)

@@ -5,6 +5,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 
@@ -14,12 +15,14 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from configs import cifar_teacher
+from configs import cifar_kd, cifar_teacher, demo
 from conftest import EXAMPLES, REPOSITORY, run_main
 from ijckd_jax import files
 from ijckd_jax.config import validate_config
+from ijckd_jax.data import tfds_source
 from ijckd_jax.data.folders import read_image
 from ijckd_jax.data.pipeline import Pipeline
+from ijckd_jax.demo import run_demo
 from ijckd_jax.errors import ConfigError, DataUnavailable, Diverged, WorkdirError
 from ijckd_jax.frozen_model import FrozenModel, load_frozen_model, save_frozen_model
 from ijckd_jax.models import abstract_variables
@@ -369,6 +372,95 @@ def test_train_and_test_folders_must_name_the_same_classes(tmp_path):
 
 
 @pytest.mark.quick
+def test_an_image_folder_without_its_class_count_is_one_line_before_any_work(tmp_path):
+    """num_classes left at the config's 100 on a folder of 3 classes: a ConfigError (main.py's
+    one line), not folders.py's ValueError under a traceback."""
+    config = folder_config(write_folder(tmp_path / 'images', extras=False), num_classes=100)
+    with pytest.raises(ConfigError, match=re.escape(f'{tmp_path}/images has 3 classes (cat, dog, emu) but '
+                                                    'config.data.num_classes is 100; pass '
+                                                    '--config.data.num_classes=3.')):
+        train_and_evaluate(config, str(tmp_path / 'run'))
+    assert not (tmp_path / 'run').exists()
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize('num_classes', [100, 3])
+def test_a_teacher_of_other_classes_than_the_folders_cannot_serve_it_whatever_num_classes_says(num_classes,
+                                                                                              tmp_path):
+    """A CIFAR-100 teacher on a folder of 3 classes: one line saying so, the same whether
+    num_classes is left at the teacher's 100 or set to the folder's 3, so that neither hint
+    sends the user to the other."""
+    root = write_folder(tmp_path / 'images', extras=False)
+    variables = jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), abstract_variables('resnet8'))
+    save_frozen_model(tmp_path / 'teacher', FrozenModel('resnet8', 100, variables))
+    config = cifar_kd.get_config('resnet8-resnet8')
+    config.data.update(dict(dataset=str(root), num_classes=num_classes, image_size=8))
+    config.teacher.checkpoint = str(tmp_path / 'teacher')
+    with pytest.raises(ConfigError, match=re.escape(
+            f"config.teacher.checkpoint='{tmp_path}/teacher' holds resnet8 trained on 100 classes, but the image "
+            f'folder {root} has 3: this teacher cannot serve this data. Train a teacher on the folder '
+            f'(configs/cifar_teacher.py:resnet8 with --config.data.dataset={root} --config.data.num_classes=3) '
+            'and pass its export, or convert one with 3 classes.')):
+        train_and_evaluate(config, str(tmp_path / 'run'))
+    assert not (tmp_path / 'run').exists()
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize('field, value, expected', [
+    ('student', 'resnet8X4', "config.demo.student: Unknown model 'resnet8X4'. Did you mean 'resnet8x4'?"),
+    ('methods', ('ce', 'kd2'), "config.demo.methods: Unknown objective 'kd2'. Did you mean 'kd'?"),
+])
+def test_the_demos_students_are_checked_before_their_teacher_trains(field, value, expected, tmp_path):
+    """The mistake is named by the demo's own field, and nothing is trained or written (one
+    epoch of two steps, so that a check made after the teacher fails fast)."""
+    config = demo.get_config()
+    config.update(dict(num_epochs=1, steps_per_epoch=2))
+    config.demo[field] = value
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        run_demo(config, str(tmp_path / 'demo'))
+    assert not (tmp_path / 'demo').exists()
+
+
+@pytest.mark.quick
+def test_a_download_from_an_unreachable_host_is_refused_before_tfds_starts(tmp_path, monkeypatch):
+    """download=True offline: one connection attempt, before tfds (which retries for minutes
+    and leaves partial files), and one line that does not suggest download=True again."""
+    attempts = []
+
+    def unreachable(address, timeout):
+        attempts.append(address)
+        raise OSError('[Errno -2] Name or service not known')
+
+    def started(*arguments, **keywords):
+        raise AssertionError('tfds started')
+
+    monkeypatch.setattr(socket, 'create_connection', unreachable)
+    monkeypatch.setattr(tfds, 'load', started)
+    monkeypatch.setattr(tfds.core.DatasetBuilder, 'download_and_prepare', started)
+    for name in ('https_proxy', 'HTTPS_PROXY', 'all_proxy', 'ALL_PROXY'):
+        monkeypatch.delenv(name, raising=False)
+    config = short_teacher()
+    config.data.update(dict(download=True, data_dir=str(tmp_path / 'tensorflow_datasets')))
+    with pytest.raises(DataUnavailable) as error:
+        train_and_evaluate(config, str(tmp_path / 'run'))
+    assert str(error.value) == (
+        'config.data.download=True, but www.cs.toronto.edu, where tfds downloads cifar100 from, cannot be reached '
+        'from this machine ([Errno -2] Name or service not known). On a machine with internet run `tfds build '
+        f'cifar100 --data_dir {tmp_path}/tensorflow_datasets`, copy the directory here, and pass '
+        f'--config.data.data_dir={tmp_path}/tensorflow_datasets.')
+    assert attempts == [('www.cs.toronto.edu', 443)]  # one attempt, no retry
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.quick
+def test_a_download_through_a_proxy_is_checked_at_the_proxy(monkeypatch):
+    monkeypatch.setenv('https_proxy', 'http://proxy.example:3128')
+    for name in ('no_proxy', 'NO_PROXY'):
+        monkeypatch.delenv(name, raising=False)
+    assert tfds_source.connection_address('https://www.cs.toronto.edu/x.tar.gz') == ('proxy.example', 3128)
+
+
+@pytest.mark.quick
 def test_sixteen_bit_and_palette_images_keep_their_levels(tmp_path):
     levels = np.array([[0, 257 * 128], [257 * 200, 65535]], np.uint16)
     Image.fromarray(levels).save(tmp_path / 'grey16.png')
@@ -401,7 +493,8 @@ def test_a_loss_that_explodes_stops_the_run_before_its_epoch_is_kept():
             pass
 
     runs = [Run(config=None, workdir='', index=None, writer=Silent())]
-    progress = Progress(total_steps=10, step=0, global_batch_size=8, runs=runs, every=100)
+    progress = Progress(steps_per_epoch=10, num_epochs=1, step=0, global_batch_size=8, runs=runs, every=100,
+                        learning_rate=lambda step: 0.1)
     for loss in (2.0, 1500.0, 1999.0):  # within 1000× the first
         progress.record({'loss': loss})
     progress.flush()
@@ -409,7 +502,8 @@ def test_a_loss_that_explodes_stops_the_run_before_its_epoch_is_kept():
     with pytest.raises(Diverged, match=r'The loss is 2500 at step 4 \(over 2e\+03, 1000× the first\): the '
                                        'run diverged and stops. The checkpoint of the last finished epoch is kept'):
         progress.flush()
-    progress = Progress(total_steps=10, step=0, global_batch_size=8, runs=runs, every=1)
+    progress = Progress(steps_per_epoch=10, num_epochs=1, step=0, global_batch_size=8, runs=runs, every=1,
+                        learning_rate=lambda step: 0.1)
     progress.record({'loss': 2.0})
     with pytest.raises(Diverged, match=r'The loss is nan at step 2 \(not finite\)'):
         progress.record({'loss': float('nan')})

@@ -63,23 +63,36 @@ def test_data_parallel_prefix_and_plain_state_dict_give_the_same_variables(tmp_p
 
 
 @pytest.mark.quick
-def test_wrong_architecture_lists_keys_and_writes_nothing(tmp_path, capsys):
-    path = save_repdistiller(tmp_path / 'resnet8_vanilla', trained_looking_model())
+@pytest.mark.parametrize('name, arguments, expected', [
+    ('resnet8_vanilla', ['--arch', 'wrn_16_1'],
+     'The checkpoint does not fit wrn_16_1 with 100 classes (62 missing keys, e.g. block1.layer.0.bn1.bias [16]; '
+     '40 unexpected keys, e.g. layer1.0.bn1.bias [16]; 4 shape mismatches, e.g. bn1.bias [16] vs [64]); '
+     'its keys and shapes fit resnet8 with 100 classes: pass --arch resnet8.'),
+    ('resnet8_vanilla', ['--arch', 'resnet8', '--num-classes', '10'],
+     'The checkpoint does not fit resnet8 with 10 classes (2 shape mismatches, e.g. fc.bias [100] vs [10]); its '
+     'keys and shapes fit resnet8 with 100 classes: pass --num-classes 100.'),
+    ('weights', [], "Cannot infer the architecture from the name 'weights/ckpt_epoch_240'; its keys and shapes "
+                    'fit resnet8: pass --arch resnet8.'),
+])
+def test_a_checkpoint_of_another_model_is_one_line_naming_the_one_it_fits(name, arguments, expected, tmp_path, capsys):
+    """A wrong --arch or --num-classes, or a name that names no model: the architecture and
+    class count the keys and shapes fit, in one line, instead of a listing of every key."""
+    path = save_repdistiller(tmp_path / name, trained_looking_model())
     out = tmp_path / 'teacher'
-    assert convert_torch_weights.main([path, '--arch', 'wrn_16_1', '--out', str(out)]) == 1
-    error = capsys.readouterr().err
-    assert 'missing keys' in error and 'block1.layer.0.conv1.weight [16, 16, 3, 3]' in error
-    assert 'unexpected keys' in error and 'layer1.0.conv1.weight [16, 16, 3, 3]' in error
+    assert convert_torch_weights.main([path, *arguments, '--out', str(out)]) == 1
+    assert capsys.readouterr().err.splitlines() == [f'error: {expected}']
     assert not out.exists()
 
 
-def test_shape_mismatch_is_listed_with_both_shapes(tmp_path, capsys):
-    torch.save(trained_looking_model(num_classes=10).state_dict(), tmp_path / 'ten.pth')
-    arguments = [str(tmp_path / 'ten.pth'), '--arch', 'resnet8', '--num-classes', '100',
-                 '--out', str(tmp_path / 'out')]
-    assert convert_torch_weights.main(arguments) == 1
-    error = capsys.readouterr().err
-    assert 'fc.weight [10, 64] vs [100, 64]' in error and 'fc.bias [10] vs [100]' in error
+def test_a_checkpoint_that_fits_no_model_lists_every_mismatch(tmp_path, capsys):
+    """No model of the zoo to point to: every missing and unexpected key by name and shape."""
+    state = {key.replace('fc.', 'head.'): value for key, value in trained_looking_model().state_dict().items()}
+    torch.save(state, tmp_path / 'renamed.pth')
+    assert convert_torch_weights.main([str(tmp_path / 'renamed.pth'), '--arch', 'resnet8',
+                                       '--out', str(tmp_path / 'out')]) == 1
+    assert capsys.readouterr().err.splitlines()[1:] == [
+        '2 missing keys (needed by resnet8 with 100 classes):', '  fc.bias [100]', '  fc.weight [100, 64]',
+        '2 unexpected keys (not in resnet8 with 100 classes):', '  head.bias [100]', '  head.weight [100, 64]']
     assert not (tmp_path / 'out').exists()
 
 
@@ -100,6 +113,14 @@ def test_truncated_and_missing_files_are_reported(tmp_path):
         read_torch_checkpoint(tmp_path / 'truncated.pth')
     with pytest.raises(ConversionError, match='does not exist'):
         read_torch_checkpoint(tmp_path / 'absent.pth')
+
+
+@pytest.mark.quick
+def test_a_missing_file_is_named_before_the_architecture_is_inferred(tmp_path, capsys):
+    path = tmp_path / 'teacher.pth'  # a name that names no model
+    assert convert_torch_weights.main([str(path), '--out', str(tmp_path / 'out')]) == 1
+    assert capsys.readouterr().err.splitlines() == [f'error: Checkpoint {path} does not exist or is not a file.']
+    assert os.listdir(tmp_path) == []
 
 
 class Arbitrary:

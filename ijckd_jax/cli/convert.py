@@ -26,8 +26,8 @@ def parse_arguments(argv):
     parser.add_argument('--out', required=True, help='directory to create')
     parser.add_argument('--num-classes', type=int,
                         help="class count; read from the classifier's shape if omitted")
-    parser.add_argument('--verify', action='store_true',
-                        help=f'run PyTorch and Flax on one random batch; fail if the logits differ by more than {TOLERANCE}')
+    parser.add_argument('--verify', action='store_true', help='run PyTorch and Flax on one random batch; fail if '
+                        f'the logits differ by more than {TOLERANCE}')
     parser.add_argument('--allow-pickle', action='store_true',
                         help='let torch.load unpickle arbitrary objects (only for files you trust)')
     return parser.parse_args(argv)
@@ -38,9 +38,10 @@ def main(argv=None):
     try:
         if os.path.exists(arguments.out):
             raise convert.ConversionError(f'{arguments.out} already exists; choose another --out or remove it.')
-        model_name = arguments.arch or convert.infer_model_name(arguments.checkpoint)
-        check_model_name(model_name)
+        if arguments.arch:
+            check_model_name(arguments.arch)
         state_dict = convert.read_torch_checkpoint(arguments.checkpoint, arguments.allow_pickle)
+        model_name = arguments.arch or convert.infer_model_name(arguments.checkpoint, state_dict)
         variables = convert.convert_state_dict(state_dict, model_name, arguments.num_classes)
         num_classes = convert.infer_num_classes(state_dict, model_name)
         print(f'{arguments.checkpoint}: {len(state_dict)} entries match {model_name} with {num_classes} classes.')

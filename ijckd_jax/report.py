@@ -12,6 +12,7 @@ import statistics
 from typing import NamedTuple, Optional
 
 from ijckd_jax.objectives import OBJECTIVES, dkd
+from ijckd_jax.training.workdir import counted_from_one
 
 DEFAULT_CONNECTOR = '1x1'  # configs/common.py: base_config's connector.kind
 SUMMARY_FIELDS = ('dataset', 'objective', 'loss', 'connector', 'student', 'teacher', 'seed',
@@ -355,7 +356,7 @@ def markdown(header, right_aligned, lines):
 
 
 def read_history(directory):
-    """The (epoch, top-1) pairs of a run's history.json."""
+    """The (epoch, top-1) pairs of a run's history.json, epochs counted from 1."""
     path = os.path.join(directory, 'history.json')
     history = read_json(path)
     if not isinstance(history, list) or not history:
@@ -364,7 +365,7 @@ def read_history(directory):
         if not (isinstance(entry, dict) and is_number(entry.get('epoch')) and is_number(entry.get('top1'))):
             raise ReportError(f'{path} is malformed: every entry needs a numeric epoch and top1, '
                               f'got {entry!r}.')
-    return [(entry['epoch'], entry['top1']) for entry in history]
+    return [(entry['epoch'], entry['top1']) for entry in counted_from_one(history)]
 
 
 def plot_accuracy(runs, histories, path):
@@ -383,7 +384,7 @@ def plot_accuracy(runs, histories, path):
         label = f'{describe_method(run.setting)}, {describe_pair(run.setting)}, seed {run.seed}'
         if several_datasets:
             label = f'{run.setting.dataset}: {label}'
-        axes.plot([epoch + 1 for epoch, _ in history], [top1 for _, top1 in history], color=colour,
+        axes.plot([epoch for epoch, _ in history], [top1 for _, top1 in history], color=colour,
                   linestyle=styles[seed_index % len(styles)], linewidth=1.2, label=label)
     axes.set_xlabel('epoch')
     axes.set_ylabel('test top-1 (%)')

@@ -1,21 +1,22 @@
 """One run's theory, drawn per epoch: accuracy, the error bound's terms, the classifier distance.
 
-Reads a run's history.json (see ijckd_jax.bound for the terms). No JAX needed.
+Reads a run's history.json (see ijckd_jax.bound for the terms).
 """
 import os
 
 from ijckd_jax.report import ReportError, read_json
+from ijckd_jax.training.workdir import counted_from_one
 
 BOUND_TERMS = ('student_error', 'teacher_error', 'delta1', 'delta2')
 
 
 def read_run_history(directory):
-    """The run's per-epoch entries; ReportError if there are none."""
+    """The run's per-epoch entries, epochs counted from 1; ReportError if there are none."""
     path = os.path.join(directory, 'history.json')
     history = read_json(path)
     if not isinstance(history, list) or not history or not all('top1' in entry for entry in history):
         raise ReportError(f'{path} is malformed: expected a list of epochs with top1.')
-    return history
+    return counted_from_one(history)
 
 
 def plot_run(directory, path):
@@ -26,7 +27,7 @@ def plot_run(directory, path):
     from matplotlib.ticker import MaxNLocator
 
     history = read_run_history(directory)
-    epochs = [entry['epoch'] + 1 for entry in history]
+    epochs = [entry['epoch'] for entry in history]
     has_bound = all(term in history[0] for term in BOUND_TERMS)
     has_distance = 'classifier_distance' in history[0]
     panels = ['accuracy'] + ['bound'] * has_bound + ['classifier'] * has_distance

@@ -1,6 +1,7 @@
-"""What the process computes with: optional TensorFlow, the arithmetic precision of float32
-matrix products and convolutions, and XLA's persistent compilation cache."""
+"""What the process computes with: optional TensorFlow, the platform, the arithmetic precision
+of float32 matrix products and convolutions, and XLA's persistent compilation cache."""
 import importlib.util
+import logging
 import os
 
 import jax
@@ -17,6 +18,14 @@ def tensorflow_installed() -> bool:
         return importlib.util.find_spec('tensorflow') is not None
     except ImportError:
         return False
+
+
+def quiet_platform_probes():
+    """Keeps JAX's probes of platforms that are absent ("Unable to initialize backend 'tpu'",
+    logged at INFO on every start) off the console. Nothing else is hidden: that logger says
+    nothing else at INFO, its warnings (e.g. a GPU present without a CUDA jaxlib) still show,
+    and a platform asked for with JAX_PLATFORMS that fails raises an error."""
+    logging.getLogger('jax._src.xla_bridge').setLevel(logging.WARNING)
 
 
 def matmul_precision(name):

@@ -46,6 +46,15 @@ def compilation_cache(tmp_path_factory, pytestconfig):
     return directory
 
 
+@pytest.fixture(scope='session', autouse=True)
+def folder_cache(tmp_path_factory, pytestconfig):
+    """The cache of decoded image folders (data/folders.py) in the test run's folder, here and in
+    the programs the tests start, not in the user's ~/.cache."""
+    directory = str(run_directory(tmp_path_factory, pytestconfig) / 'folders')
+    os.environ['IJCKD_JAX_FOLDER_CACHE'] = directory
+    return directory
+
+
 def run_main(arguments, tmp_path):
     """python main.py ARGUMENTS under tfds.testing.mock_data, as a user runs it."""
     script = ('import runpy, sys, tensorflow_datasets as tfds\n'

@@ -1,11 +1,16 @@
-"""Input: augmentation, deterministic order, evaluation padding, and missing data."""
+"""Input: augmentation, deterministic order, evaluation padding, missing data, and the cache of
+decoded image folders."""
+import os
+import subprocess
+
 import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
 from configs.common import CIFAR100, IMAGENET
-from ijckd_jax.data import stream, tfds_source
+from ijckd_jax import files
+from ijckd_jax.data import folders, stream, tfds_source
 from ijckd_jax.data.augment import crop_and_flip
 from ijckd_jax.data.pipeline import eval_batches, train_batches
 from ijckd_jax.data.split import Split
@@ -104,3 +109,70 @@ def test_imagenet_stream_crops_flips_and_resumes_deterministically():
     assert [images.shape for images, _, _ in evaluation] == [(5, 64, 64, 3)] * 3
     assert np.concatenate([mask for _, _, mask in evaluation]).sum() == 12
 
+
+def write_two_classes(root):
+    """train/cat and train/dog, two 8×8 PNGs each."""
+    from PIL import Image
+
+    for index, name in enumerate(('cat', 'dog')):
+        os.makedirs(root / 'train' / name)
+        for number in range(2):
+            Image.new('RGB', (8, 8), (100 * index, 50 * number, 0)).save(root / 'train' / name / f'{number}.png')
+    return root
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """The folder cache in tmp_path/cache, and the paths that load_image_folder decodes."""
+    monkeypatch.setenv(folders.CACHE_VARIABLE, str(tmp_path / 'cache'))
+    decoded, read_image = [], folders.read_image
+    monkeypatch.setattr(folders, 'read_image', lambda path, size: decoded.append(path) or read_image(path, size))
+    return tmp_path / 'cache', decoded
+
+
+def test_a_decoded_folder_is_cached_and_decoded_again_once_it_changes(tmp_path, cache):
+    from PIL import Image
+
+    directory, decoded = cache
+    root = write_two_classes(tmp_path / 'data')
+    written = sorted(root.rglob('*'))
+    first, classes = folders.load_image_folder(str(root), 'train', 8, 2)
+    again, _ = folders.load_image_folder(str(root), 'train', 8, 2)
+    assert len(decoded) == 4 and classes == ['cat', 'dog']  # the second read decoded nothing
+    np.testing.assert_array_equal(again.images, first.images)
+    np.testing.assert_array_equal(again.labels, [0, 0, 1, 1])
+    assert os.listdir(directory) == [os.path.basename(folders.cache_path(str(root), 'train', 8, 0, 1))]
+    assert sorted(root.rglob('*')) == written  # nothing in the data folder
+    # A file changed, then a file added: decoded again, the same cache file replaced.
+    Image.new('RGB', (12, 12), (255, 255, 255)).save(root / 'train' / 'dog' / '1.png')
+    changed, _ = folders.load_image_folder(str(root), 'train', 8, 2)
+    assert len(decoded) == 8 and (changed.images[3] == 255).all() and (changed.images[:3] == first.images[:3]).all()
+    Image.new('RGB', (8, 8), (0, 0, 255)).save(root / 'train' / 'cat' / '2.png')
+    added, _ = folders.load_image_folder(str(root), 'train', 8, 2)
+    assert len(decoded) == 13 and added.labels.tolist() == [0, 0, 0, 1, 1] and len(os.listdir(directory)) == 1
+    # Another image size is another cache file.
+    folders.load_image_folder(str(root), 'train', 4, 2)
+    assert len(decoded) == 18 and len(os.listdir(directory)) == 2
+
+
+def test_an_interrupted_cache_write_leaves_no_cache_file(tmp_path, cache, monkeypatch):
+    directory, decoded = cache
+    root = write_two_classes(tmp_path / 'data')
+    path = folders.cache_path(str(root), 'train', 8, 0, 1)
+
+    def interrupted(file, **arrays):
+        file.write(b'PK\x03\x04 half an archive')
+        raise KeyboardInterrupt
+    with monkeypatch.context() as patch:
+        patch.setattr(np, 'savez', interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            folders.load_image_folder(str(root), 'train', 8, 2)
+    assert os.listdir(directory) == []
+    # A killed writer's temporary file is never read, and the next write removes it.
+    ended = subprocess.Popen(['true'])
+    ended.wait()
+    with open(f'{path}.{files.HOST}-{ended.pid}.tmp', 'wb') as file:
+        file.write(b'PK\x03\x04 half an archive')
+    folders.load_image_folder(str(root), 'train', 8, 2)
+    folders.load_image_folder(str(root), 'train', 8, 2)
+    assert len(decoded) == 8 and os.listdir(directory) == [os.path.basename(path)]

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from ijckd_jax import report
+from ijckd_jax.run_plot import read_run_history
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IJCKD_DEFAULTS = {'name': 'ijckd', 'alpha_ce': 1.0, 'alpha_lm': 1.0, 'beta_fm': 0.0, 'logit_loss': 'mse'}
@@ -18,13 +19,14 @@ def write_run(directory, best_top1=76.0, last_top1=75.5, seed=0, objective='ijck
               config=None):
     """A finished run's directory with summary.json and history.json; returns its path."""
     os.makedirs(directory)
-    history = [{'epoch': epoch, 'step': 781 * (epoch + 1), 'top1': last_top1 - (epochs - 1 - epoch),
-                'top5': 90.0} for epoch in range(epochs)]
+    history = [{'epoch': epoch, 'step': 781 * epoch, 'top1': last_top1 - (epochs - epoch), 'top5': 90.0}
+               for epoch in range(1, epochs + 1)]
     summary = {'dataset': dataset, 'objective': objective,
                'loss': dict(IJCKD_DEFAULTS) if loss is None else loss, 'connector': connector,
-               'student': student, 'teacher': teacher, 'seed': seed, 'best_top1': best_top1,
-               'best_epoch': epochs - 1, 'last_top1': last_top1, 'last_top5': 90.0,
-               'epochs': epochs, 'teacher_top1': 79.4 if teacher else None}
+               'student': student, 'teacher': teacher, 'seed': seed, 'best_top1': best_top1, 'best_top5': 90.0,
+               'best_epoch': epochs, 'best_step': 781 * epochs, 'best_checkpoint': f'checkpoints/{781 * epochs}',
+               'last_top1': last_top1, 'last_top5': 90.0, 'epochs': epochs,
+               'teacher_top1': 79.4 if teacher else None}
     if config is not None:  # runs record their config's math fields since the report groups by them
         summary['config'] = {**config, 'seed': seed}
     with open(os.path.join(directory, 'summary.json'), 'w') as file:
@@ -32,6 +34,19 @@ def write_run(directory, best_top1=76.0, last_top1=75.5, seed=0, objective='ijck
     with open(os.path.join(directory, 'history.json'), 'w') as file:
         json.dump(history, file)
     return str(directory)
+
+
+@pytest.mark.quick
+def test_a_history_with_epochs_counted_from_0_is_read_counted_from_1(tmp_path):
+    """history.json written before epochs were counted from 1, as the console counts them (its
+    first entry is epoch 0), reads as one written now, by the report and by the run's plot."""
+    new = write_run(tmp_path / 'new')
+    old = write_run(tmp_path / 'old')
+    history = json.loads((tmp_path / 'old' / 'history.json').read_text())
+    (tmp_path / 'old' / 'history.json').write_text(json.dumps([{**entry, 'epoch': entry['epoch'] - 1}
+                                                               for entry in history]))
+    assert report.read_history(old) == report.read_history(new) == [(1, 73.5), (2, 74.5), (3, 75.5)]
+    assert [entry['epoch'] for entry in read_run_history(old)] == [1, 2, 3]
 
 
 def table_rows(paths):

@@ -1,4 +1,6 @@
-"""The arithmetic a run asks for reaches the compiled code, and the compilation cache is hit."""
+"""The arithmetic a run asks for reaches the compiled code, the compilation cache is hit, and
+JAX's probes of absent platforms stay off the console."""
+import logging
 import subprocess
 import sys
 
@@ -6,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from ijckd_jax.runtime import describe_arithmetic, matmul_precision
+from ijckd_jax.runtime import describe_arithmetic, matmul_precision, quiet_platform_probes
 
 
 @pytest.mark.quick
@@ -31,6 +33,18 @@ def test_matmul_precision_reaches_matrix_products_and_convolutions(name, compile
 def test_the_log_says_what_float32_means_here():
     assert describe_arithmetic('float32', 'default') == \
         'Arithmetic: dtype float32, matmul and convolution precision default on cpu.'
+
+
+@pytest.mark.quick
+def test_only_the_probes_of_absent_platforms_are_kept_off_the_console(caplog):
+    """"Unable to initialize backend 'tpu'" is logged at INFO; the same logger's warnings (a GPU
+    without a CUDA jaxlib) still show."""
+    caplog.set_level(logging.INFO)  # the console's level, as absl's app.run sets it
+    caplog.set_level(logging.NOTSET, logger='jax._src.xla_bridge')  # its level, restored after the test
+    probes = logging.getLogger('jax._src.xla_bridge')
+    assert probes.isEnabledFor(logging.INFO)
+    quiet_platform_probes()
+    assert not probes.isEnabledFor(logging.INFO) and probes.isEnabledFor(logging.WARNING)
 
 
 CACHED_COMPILE = """

@@ -1,7 +1,10 @@
 """The training system end to end on mocked CIFAR-100, offline on four CPU devices."""
 import functools
+import glob
 import json
+import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -15,6 +18,8 @@ import pytest
 import tensorflow_datasets as tfds
 import torch
 from flax import traverse_util
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+from tensorboard.util import tensor_util
 
 from configs import cifar_ijckd, cifar_teacher
 from conftest import CPU_DEVICES, EXAMPLES, REPOSITORY, shrink
@@ -24,25 +29,57 @@ from ijckd_jax.deploy.artifact import export_run
 from ijckd_jax.errors import ConfigError
 from ijckd_jax.frozen_model import load_frozen_model
 from ijckd_jax.objectives import OBJECTIVES
+from ijckd_jax.training import checkpoints
 from ijckd_jax.training.experiment import create_experiment, load_teacher
 from ijckd_jax.training.loop import dispatches, evaluate, train_and_evaluate
 from ijckd_jax.training.mesh import Mesh
-from ijckd_jax.training.state import create_optimizer
+from ijckd_jax.training.metrics import DETAILS, show_details
+from ijckd_jax.training.state import TrainState, create_optimizer
+from ijckd_jax.training.workdir import History, summarize
 from multiprocess_worker import DEVICES_PER_PROCESS, PROCESSES, STEPS, distributed_config, run_steps
 from rounding import DRAWS, beyond_rounding, one_ulp_away
+
+
+def scalars(workdir):
+    """{tag: {step: value}} of the scalars in the run's TensorBoard event files."""
+    found = {}
+    for path in glob.glob(os.path.join(workdir, 'events.out.tfevents.*')):
+        for event in EventFileLoader(path).Load():
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == 'scalars':
+                    found.setdefault(value.tag, {})[event.step] = float(tensor_util.make_ndarray(value.tensor))
+    return found
 
 
 def test_teacher_training_through_main_writes_everything(teacher):
     workdir, log, cache = teacher
     summary = json.loads((workdir / 'summary.json').read_text())
     history = json.loads((workdir / 'history.json').read_text())
-    assert [entry['epoch'] for entry in history] == [0, 1]
+    assert [entry['epoch'] for entry in history] == [1, 2]  # as the console counts them
     assert summary['last_top1'] == history[-1]['top1'] and summary['epochs'] == 2
-    assert summary['best_top1'] == max(entry['top1'] for entry in history)
+    # The best epoch: the highest top-1, the earliest of equals; its checkpoint is kept and named.
+    best = max(history, key=lambda entry: (entry['top1'], -entry['epoch']))
+    assert (summary['best_top1'], summary['best_top5'], summary['best_epoch'], summary['best_checkpoint']) == (
+        best['top1'], best['top5'], best['epoch'], f"checkpoints/{best['step']}")
+    assert f"(epoch {best['epoch']}, checkpoints/{best['step']})" in log
     assert sorted(os.listdir(workdir / 'checkpoints')) == ['2', '4']
-    assert any(name.startswith('events.out.tfevents') for name in os.listdir(workdir))
-    assert 'step 4/4' in log and 'images/s' in log and 'ETA' in log
-    assert 'Total: 83,892' in log  # the parameter overview of resnet8
+    # One line per epoch, and a progress line within an epoch (every step here); no details.
+    epoch_lines = re.findall(r'\] Epoch (\d)/2: test top-1 ([\d.]+)%, train top-1 ([\d.]+)%, loss [\d.]+; '
+                             r'[\d.]+ s at [\d.]+ images/s, ETA', log)
+    assert [(int(epoch), float(top1)) for epoch, top1, _ in epoch_lines] == [
+        (entry['epoch'], round(entry['top1'], 2)) for entry in history]
+    assert re.findall(r'\] step (\d)/4  loss', log) == ['1', '3']
+    assert 'Total: 83,892' not in log and '[Hyperparameters]' not in log and '] [2] ' not in log
+    assert 'Unable to initialize backend' not in log
+    # TensorBoard: percentages, the learning rate of every step, the test loss of every epoch.
+    written = scalars(workdir)
+    assert written['learning_rate'] == {step: pytest.approx(0.05) for step in (1, 2, 3, 4)}
+    assert written['test_loss'] == {entry['step']: pytest.approx(entry['loss']) for entry in history}
+    assert written['test_top1'] == {entry['step']: pytest.approx(entry['top1']) for entry in history}
+    # A step's top-1 over its 8 images, as a percentage: a multiple of 12.5 (a fraction: of 0.125).
+    train_top1 = list(written['train_top1'].values())
+    assert max(train_top1) > 1 and all(value % 12.5 == 0 for value in train_top1)
+    assert [float(value) for value in epoch_lines[0][2:]] == [round(np.mean(train_top1[:2]), 2)]
     assert load_frozen_model(workdir / 'export').model_name == 'resnet8'
     assert 'Arithmetic: dtype float32, matmul and convolution precision default on cpu.' in log
     assert (summary['dtype'], summary['matmul_precision']) == ('float32', 'default')
@@ -208,14 +245,50 @@ def test_teacher_of_another_architecture_is_refused(teacher, tmp_path):
     assert not (tmp_path / 'run').exists()
 
 
-def test_an_exploding_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+def test_an_exploding_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, caplog):
     config = shrink(cifar_teacher.get_config('resnet8'), num_epochs=3)
     config.optimizer.decay_epochs, config.optimizer.decay_factor = (2,), 1e37  # lr 5e35 in epoch 3
+    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.DEBUG, logger=DETAILS.name)  # restored after the test
+    show_details()  # as --verbose
     with tfds.testing.mock_data(num_examples=EXAMPLES):
         with pytest.raises(FloatingPointError, match=r'The loss is \S+ at step 6 \(over \S+, 1000× the first\)'):
             train_and_evaluate(config, str(tmp_path))
     assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['2', '4']
     assert int(final_state(tmp_path)['step']) == 4
+    # The learning rate written is the schedule's: ×1e37 from the first step of epoch 3 (step 5).
+    assert scalars(tmp_path)['learning_rate'] == {1: pytest.approx(0.05), 2: pytest.approx(0.05),
+                                                  3: pytest.approx(0.05), 4: pytest.approx(0.05),
+                                                  5: pytest.approx(5e35)}
+    # The details --verbose shows: the parameter overview, the hyperparameters, each write.
+    assert 'Total: 83,892' in caplog.text and "[Hyperparameters] {'checkpoints_to_keep': '3'," in caplog.text
+    assert re.search(r'\[2\] learning_rate=0\.05, loss=[\d.]+, loss_ce=[\d.]+, train_top1=[\d.]+', caplog.text)
+
+
+def test_on_a_tie_the_checkpoint_kept_as_the_best_is_the_summarys_best_epoch(tmp_path):
+    """One rule (workdir.ranking) picks the summary's best epoch and the checkpoint kept as the
+    best: the highest top-1, and of equals the earliest."""
+    manager = checkpoints.checkpoint_manager(str(tmp_path), keep=1)
+    entries = [{'epoch': epoch, 'step': 2 * epoch, 'top1': top1, 'top5': top5}
+               for epoch, (top1, top5) in enumerate([(10.0, 50.0), (40.0, 60.0), (40.0, 70.0), (20.0, 80.0)], 1)]
+    for entry in entries:
+        state = TrainState(np.int32(entry['step']), {'w': np.zeros(2, np.float32)}, {'s': np.zeros(1, np.float32)},
+                           {'m': np.zeros(2, np.float32)})
+        checkpoints.save(manager, state, entry)
+    manager.wait_until_finished()
+    summary = summarize(entries, None, cifar_teacher.get_config('resnet8'))
+    assert (summary['best_epoch'], summary['best_top1'], summary['best_top5'], summary['best_checkpoint']) == (
+        2, 40.0, 60.0, 'checkpoints/4')
+    assert sorted(os.listdir(tmp_path / 'checkpoints'), key=int) == ['4', '8']  # the best and the last
+
+
+@pytest.mark.quick
+def test_a_resumed_history_of_epochs_counted_from_0_is_counted_from_1(tmp_path):
+    """history.json written before epochs were counted from 1 (its first entry is epoch 0)."""
+    old = [{'epoch': epoch, 'step': 2 * (epoch + 1), 'top1': 10.0 * epoch, 'top5': 50.0} for epoch in range(3)]
+    (tmp_path / 'history.json').write_text(json.dumps(old))
+    history = History(str(tmp_path), finished_epochs=2)  # resumed after its checkpoint of epoch 2
+    assert [(entry['epoch'], entry['step']) for entry in history.entries] == [(1, 2), (2, 4)]
 
 
 def test_bfloat16_compute_stays_close_to_float32_over_a_few_steps(teacher):

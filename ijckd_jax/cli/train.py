@@ -1,7 +1,7 @@
 """Runs what a config file describes: one training run, or the offline demo.
 
     python main.py --config configs/cifar_ijckd.py:resnet32x4-resnet8x4 --workdir runs/ijckd
-    ijckd-train --config configs/demo.py --workdir runs/demo
+    ijckd-train --config configs/demo.py --workdir runs/demo --verbose
 
 This module parses the flags and dispatches on config.program; the logic lives in
 ijckd_jax.training and ijckd_jax.demo.
@@ -14,14 +14,19 @@ from ml_collections import config_flags
 from ijckd_jax.config import describe_unknown_fields, load_config_file
 from ijckd_jax.demo import run_demo
 from ijckd_jax.errors import ConfigError, RunError
-from ijckd_jax.runtime import enable_compilation_cache
+from ijckd_jax.runtime import enable_compilation_cache, quiet_platform_probes
 from ijckd_jax.training.loop import train_and_evaluate
+from ijckd_jax.training.metrics import show_details
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'A config file, optionally with a variant: '
                                 'configs/cifar_ijckd.py:resnet32x4-resnet8x4', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Where checkpoints, metrics and the summary go; '
                     'a run restarted with the same workdir resumes.')
+# A flag, not a config field: how much the console shows changes nothing the run computes or
+# records (the config is compared on resume and written to run.json and summary.json).
+flags.DEFINE_bool('verbose', False, 'Also log every write of the metrics, the hyperparameters and the '
+                  'parameter overview (by default: one line per epoch).')
 flags.mark_flags_as_required(['config', 'workdir'])
 PROGRAMS = {'train': train_and_evaluate, 'demo': run_demo}
 
@@ -61,6 +66,9 @@ def main(argv):
         raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
     # Orbax reports every save step by step at INFO; keep the console to the run's progress.
     logging.get_absl_handler().addFilter(lambda record: 'orbax' not in record.pathname)
+    quiet_platform_probes()
+    if FLAGS.verbose:
+        show_details()
     try:
         program = FLAGS.config.get('program', 'train')
         if program not in PROGRAMS:
@@ -79,6 +87,6 @@ def main(argv):
 def run():
     """The console script's entry point. --help lists the key flags of the program that runs
     (absl keys them by sys.argv[0]): this module's flags are those of main.py and ijckd-train."""
-    for name in ('config', 'workdir'):
+    for name in ('config', 'workdir', 'verbose'):
         FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
     app.run(main, flags_parser=parse_flags)

@@ -2,16 +2,35 @@
 
 Small images are read into memory here; large ones are streamed by stream.py from the paths
 that `folder_part` lists.
+
+A folder read into memory is decoded once: the decoded split is kept in a cache directory
+(DEFAULT_CACHE, or the directory that the environment variable CACHE_VARIABLE names; set to ''
+it turns the cache off), one file per folder, split, image size and process part, never in the
+data folder itself. A later run reads it back instead of decoding, unless a file of the split
+has been added, removed, resized or modified since (each file's path, size and modification
+time are compared), and decodes and replaces it then.
 """
+import hashlib
+import json
 import os
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from absl import logging
 
+from ijckd_jax import files
 from ijckd_jax.data.split import Split, process_indices
 from ijckd_jax.errors import DataUnavailable
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff')
+CACHE_VARIABLE = 'IJCKD_JAX_FOLDER_CACHE'
+DEFAULT_CACHE = '~/.cache/ijckd_jax/folders'  # beside main.py's XLA cache, ~/.cache/ijckd_jax/xla
+# Part of every cache entry's key: raise it when decoding changes what it gives (read_image,
+# to_rgb), so that entries decoded before are decoded again.
+DECODING_VERSION = 1
+PROGRESS_SECONDS = 10  # between two progress lines while a folder is decoded
 
 
 def list_image_folder(root, split):
@@ -135,25 +154,121 @@ def readable(paths, labels):
 
 
 def load_image_folder(root, split, image_size, num_classes, process_index=0, process_count=1):
-    """This process's part of root/split/<class>/<image> in memory, and the class names.
+    """This process's part of root/split/<class>/<image> in memory, and the class names: from
+    the cache where it holds this very folder, else decoded (and cached).
 
     Unreadable images are skipped, counted and logged.
     """
     paths, labels, classes = folder_part(root, split, num_classes, process_index, process_count)
-    images, kept, unreadable = [], [], []
-    for path, label in zip(paths, labels):
-        image = read_image(path, image_size)
-        if image is None:
-            unreadable.append(path)
-        else:
-            images.append(image)
-            kept.append(label)
+    name = os.path.join(root, split)
+    path = cache_path(root, split, image_size, process_index, process_count)
+    key = folder_key(paths, labels, image_size)
+    cached = read_cache(path, key) if path else None
+    if cached is not None:
+        loaded, unreadable = cached
+        logging.info('Read %d images of %s from the cache %s.', len(loaded.labels), name, path)
+    else:
+        loaded, unreadable = decode_folder(paths, labels, image_size, name)
     if unreadable:
-        logging.warning('Skipped %d unreadable images of %s/%s, e.g. %s.', len(unreadable), root,
-                        split, unreadable[0])
-    if not images:
-        raise DataUnavailable(f'No readable image in {root}/{split} for process {process_index}.')
-    return Split(np.stack(images), np.asarray(kept, np.int32)), classes
+        logging.warning('Skipped %d unreadable images of %s, e.g. %s.', len(unreadable), name, unreadable[0])
+    if loaded is None:
+        raise DataUnavailable(f'No readable image in {name} for process {process_index}.')
+    if path and cached is None:
+        write_cache(path, key, loaded, unreadable)
+    return loaded, classes
+
+
+def decode_folder(paths, labels, image_size, name):
+    """(Split of the readable images, or None if there is none; the unreadable paths), decoded
+    in threads (PIL decodes and resizes without the GIL), with a progress line every
+    PROGRESS_SECONDS."""
+    images, kept, unreadable = [], [], []
+    start = last = time.time()
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        decoded = pool.map(lambda path: read_image(path, image_size), paths, chunksize=64)
+        for done, (path, label, image) in enumerate(zip(paths, labels, decoded), 1):
+            if image is None:
+                unreadable.append(path)
+            else:
+                images.append(image)
+                kept.append(label)
+            if time.time() - last >= PROGRESS_SECONDS:
+                last = time.time()
+                logging.info('Decoding %s: %d of %d images, %.0f s.', name, done, len(paths), last - start)
+    logging.info('Decoded %d images of %s in %.1f s.', len(paths), name, time.time() - start)
+    return (Split(np.stack(images), np.asarray(kept, np.int32)) if images else None), unreadable
+
+
+def cache_path(root, split, image_size, process_index, process_count):
+    """The cache file of this process's part of root/split at image_size; '' with the cache off."""
+    directory = os.environ.get(CACHE_VARIABLE, DEFAULT_CACHE)
+    if not directory:
+        return ''
+    place = json.dumps([os.path.abspath(root), split, image_size, process_index, process_count])
+    return os.path.join(os.path.expanduser(directory), hashlib.sha256(place.encode()).hexdigest()[:24] + '.npz')
+
+
+def folder_key(paths, labels, image_size):
+    """What the decoded images depend on, as a digest: each file's path, label, size and
+    modification time, the image size and DECODING_VERSION."""
+    def stamp(path):
+        try:
+            status = os.stat(path)
+        except OSError:  # gone since it was listed: it reads as unreadable
+            return None
+        return status.st_size, status.st_mtime_ns
+    files_read = [(path, int(label), stamp(path)) for path, label in zip(paths, labels)]
+    return hashlib.sha256(json.dumps([DECODING_VERSION, image_size, files_read]).encode()).hexdigest()
+
+
+def read_cache(path, key):
+    """(Split, unreadable paths) that the cache file `path` holds for `key`; None if it holds
+    none, another key (the folder changed) or cannot be read."""
+    try:
+        with np.load(path) as cached:
+            if str(cached['key']) != key:
+                return None
+            return Split(cached['images'], cached['labels']), [str(path) for path in cached['unreadable']]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        logging.warning('The cache file %s cannot be read (%s): decoding the folder again.', path, error)
+        return None
+
+
+def write_cache(path, key, split, unreadable):
+    """Writes the cache file through a temporary file renamed into place, so that an interrupted
+    write leaves no cache file (a killed process's temporary file is removed by the next write);
+    a cache that cannot be written is only a warning."""
+    temporary = f'{path}.{files.HOST}-{os.getpid()}.tmp'
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        remove_abandoned(path)
+        try:
+            with open(temporary, 'wb') as file:
+                np.savez(file, key=key, images=split.images, labels=split.labels,
+                         unreadable=np.asarray(unreadable, str))
+            os.replace(temporary, path)
+        except BaseException:
+            if os.path.exists(temporary):
+                os.remove(temporary)
+            raise
+    except OSError as error:
+        logging.warning('Could not cache the decoded images in %s (%s); the next run decodes them again.',
+                        path, error)
+        return
+    logging.info('Cached the decoded images in %s.', path)
+
+
+def remove_abandoned(path):
+    """Removes the temporary files of `path` that processes of this host, killed while writing
+    it, left behind."""
+    directory, name = os.path.split(path)
+    prefix = f'{name}.{files.HOST}-'
+    for entry in os.listdir(directory):
+        pid = entry[len(prefix):-len('.tmp')]
+        if entry.startswith(prefix) and entry.endswith('.tmp') and pid.isdigit() and not files.process_alive(int(pid)):
+            os.remove(os.path.join(directory, entry))
 
 
 def is_image_folder(dataset):

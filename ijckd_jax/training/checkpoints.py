@@ -1,5 +1,5 @@
 """Orbax checkpoints of a workdir: the train state after each epoch, the last few and the best
-by test top-1 kept."""
+(workdir.ranking: the summary's best epoch) kept."""
 import os
 
 import orbax.checkpoint as ocp
@@ -7,13 +7,14 @@ from absl import logging
 
 from ijckd_jax.errors import WorkdirError
 from ijckd_jax.restoring import restoring
+from ijckd_jax.training.workdir import ranking
 
 
 def checkpoint_manager(workdir, keep):
-    """Keeps the last `keep` checkpoints and the best one by top-1."""
+    """Keeps the last `keep` checkpoints and the best one, that of summary.json's best epoch."""
     policy = ocp.checkpoint_managers.AnyPreservationPolicy([
         ocp.checkpoint_managers.LatestN(n=keep),
-        ocp.checkpoint_managers.BestN(get_metric_fn=lambda metrics: metrics['top1'], n=1,
+        ocp.checkpoint_managers.BestN(get_metric_fn=ranking, n=1,
                                       keep_checkpoints_without_metrics=False)])
     # cleanup_tmp_directories: a save that a kill interrupted leaves a temporary folder behind.
     options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=True,
@@ -38,6 +39,7 @@ def restore(manager, state, step):
     return restored
 
 
-def save(manager, state, accuracy):
-    """Saves the state after an epoch, with the accuracy that picks the best checkpoint."""
-    manager.save(int(state.step), args=ocp.args.StandardSave(state), metrics=accuracy)
+def save(manager, state, entry):
+    """Saves the state after an epoch, with its history entry, by which `ranking` picks the
+    best checkpoint."""
+    manager.save(int(state.step), args=ocp.args.StandardSave(state), metrics=entry)

@@ -13,6 +13,7 @@ import functools
 import os
 import signal
 import threading
+import time
 
 import jax
 import jax.numpy as jnp
@@ -33,9 +34,10 @@ from ijckd_jax.table import (check_not_a_table, check_table_workdir, is_table, m
 from ijckd_jax.training import checkpoints
 from ijckd_jax.training.experiment import create_experiment, create_table_experiment, load_teacher, vectorize_seeds
 from ijckd_jax.training.mesh import Mesh
-from ijckd_jax.training.metrics import create_writer
+from ijckd_jax.training.metrics import DETAILS, create_writer, details_shown
 from ijckd_jax.training.progress import Progress
 from ijckd_jax.training.runs import Run, assemble, listing, of_run, select
+from ijckd_jax.training.state import learning_rate
 from ijckd_jax.training.steps import count_correct, step_count
 from ijckd_jax.training.workdir import (History, WorkdirLock, check_belongs, check_same_examples, export_student,
                                         flatten, record_run, summarize, write_summary)
@@ -161,9 +163,9 @@ def train_in_workdirs(config, runs, pipeline, device_split, mesh, teacher_variab
 def finish_run(run, history, state, teacher_accuracy):
     """Writes a run's summary (and the export of a model trained alone); returns the summary."""
     summary = summarize(history.entries, teacher_accuracy, run.config)
-    logging.info('Done: best top-1 %.2f%% (epoch %d), last top-1 %.2f%%; summary in %s.',
-                 summary['best_top1'], summary['best_epoch'] + 1, summary['last_top1'],
-                 os.path.join(run.workdir, 'summary.json'))
+    logging.info('Done: best top-1 %.2f%%, top-5 %.2f%% (epoch %d, %s), last top-1 %.2f%%; summary in %s.',
+                 summary['best_top1'], summary['best_top5'], summary['best_epoch'], summary['best_checkpoint'],
+                 summary['last_top1'], os.path.join(run.workdir, 'summary.json'))
     write_summary(run.workdir, summary)
     if not get_objective(run.config.loss.name).uses_teacher:
         export_student(state, run.config, run.workdir)
@@ -205,8 +207,11 @@ def initialize_distributed(config):
 
 
 def announce_fresh_runs(state, runs):
-    """Logs the parameter overview and records each run's config as hyperparameters."""
-    parameter_overview.log_parameter_overview(select(state, runs[0].index).params)
+    """Records each run's config as hyperparameters; logs the parameter overview among the
+    details."""
+    if details_shown():
+        DETAILS.debug('Parameters:\n%s', parameter_overview.get_parameter_overview(
+            select(state, runs[0].index).params))
     for run in runs:
         run.writer.write_hparams({key: str(value) for key, value in flatten(run.config.to_dict()).items()})
 
@@ -293,17 +298,18 @@ def dispatches(steps, steps_per_dispatch):
         steps % steps_per_dispatch)
 
 
-def train_epoch(config, experiment, state, pipeline, device_split, mesh, epoch, progress, stop):
-    """The steps of `epoch` from the state's step on; returns the state."""
+def train_epoch(config, experiment, state, pipeline, device_split, mesh, index, progress, stop):
+    """The steps of the epoch that `index` counts from 0 (it seeds the epoch's order), from the
+    state's step on; returns the state."""
     start = current_step(state) % pipeline.steps_per_epoch
     if device_split is None:
-        for images, labels in pipeline.train_epoch(epoch, start):
+        for images, labels in pipeline.train_epoch(index, start):
             state, metrics = experiment.train_step(state, experiment.teacher_variables,
                                                    *mesh.shard(images, labels))
             progress.record(metrics)
             stop.check()
         return state
-    order = device_data.epoch_order(device_split, epoch, mesh, experiment.seeds)
+    order = device_data.epoch_order(device_split, index, mesh, experiment.seeds)
     for count in dispatches(pipeline.steps_per_epoch - start, config.steps_per_dispatch):
         state, metrics = experiment.train_steps(count)(state, experiment.teacher_variables, *device_split,
                                                        order, experiment.seeds)
@@ -339,26 +345,32 @@ class StopRequest:
 
 
 def train_epochs(config, experiment, state, pipeline, device_split, mesh, runs, stop, teacher_logits):
-    """The epochs from the state's step on: train, evaluate, checkpoint; returns each run's history."""
+    """The epochs from the state's step on: train, evaluate, checkpoint, one line each; returns
+    each run's history."""
     steps_per_epoch = pipeline.steps_per_epoch
     step = current_step(state)
     histories = [History(run.workdir, step // steps_per_epoch) for run in runs]
-    progress = Progress(steps_per_epoch * config.num_epochs, step, config.global_batch_size, runs,
-                        config.log_every_steps)
-    for epoch in range(step // steps_per_epoch, config.num_epochs):
-        state = train_epoch(config, experiment, state, pipeline, device_split, mesh, epoch, progress, stop)
-        progress.flush()
+    progress = Progress(steps_per_epoch, config.num_epochs, step, config.global_batch_size, runs,
+                        config.log_every_steps, functools.partial(learning_rate, config.optimizer, steps_per_epoch))
+    for epoch in range(step // steps_per_epoch + 1, config.num_epochs + 1):
+        start = time.time()
+        state = train_epoch(config, experiment, state, pipeline, device_split, mesh, epoch - 1, progress, stop)
+        training, rate = progress.end_epoch()
         step = current_step(state)
         accuracy = evaluate(functools.partial(experiment.eval_step, state, experiment.teacher_variables),
                             pipeline.evaluation(), mesh, teacher_logits)
         accuracy.update(compare_classifiers(experiment, state, bool(config.seeds)))
         run_accuracies = [of_run(accuracy, run.index) for run in runs]
         for run, history, run_accuracy in zip(runs, histories, run_accuracies):
-            history.append({'epoch': epoch, 'step': step, **run_accuracy})
+            entry = {'epoch': epoch, 'step': step, **run_accuracy}
+            history.append(entry)
             run.writer.write_scalars(step, {f'test_{name}': value for name, value in run_accuracy.items()})
-            checkpoints.save(run.manager, select(state, run.index), run_accuracy)
-        logging.info('Epoch %d/%d: test top-1 %s%%, top-5 %s%%.', epoch + 1, config.num_epochs,
-                     listing([values['top1'] for values in run_accuracies], runs, 2),
-                     listing([values['top5'] for values in run_accuracies], runs, 2))
+            checkpoints.save(run.manager, select(state, run.index), entry)
+        seconds = time.time() - start
+        logging.info('Epoch %d/%d: test top-1 %s%%, train top-1 %s%%, loss %s; %.1f s at %.1f images/s, ETA %s.',
+                     epoch, config.num_epochs, listing([values['top1'] for values in run_accuracies], runs, 2),
+                     listing([values['train_top1'] for values in training], runs, 2),
+                     listing([values['loss'] for values in training], runs, 4), seconds, rate,
+                     time.strftime('%H:%M:%S', time.gmtime((config.num_epochs - epoch) * seconds)))
         stop.check()
     return state, histories

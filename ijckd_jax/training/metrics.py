@@ -1,24 +1,44 @@
-"""Where metrics go: the log, and TensorBoard event files (scalars and hyperparameters).
+"""Where metrics go: TensorBoard event files (scalars and hyperparameters) and, as details,
+the log.
 
-Where TensorFlow is installed, clu's default writer writes them through tf.summary. Where it
-is not (clu's metric_writers import it), `EventWriter` writes the very same summaries:
-TensorFlow 2's tensor scalars and tensorboard's hparams protos, with tensorboard's own
-event-file writer, which needs no TensorFlow. Tags and content are the same either way.
+Where TensorFlow is installed, clu's writers write them through tf.summary. Where it is not
+(clu's metric_writers import it), `EventWriter` writes the very same summaries: TensorFlow 2's
+tensor scalars and tensorboard's hparams protos, with tensorboard's own event-file writer,
+which needs no TensorFlow. Tags and content are the same either way.
+
+The console shows one line per epoch. The details (each write of the metrics, the
+hyperparameters, the parameter overview) are logged at DEBUG by the logger DETAILS, which
+main.py's --verbose turns on; in Python, logging.getLogger('ijckd_jax.details').setLevel(logging.DEBUG).
 """
+import logging as python_logging
 import time
 
 from absl import logging
 
 from ijckd_jax.runtime import tensorflow_installed
 
+DETAILS = python_logging.getLogger('ijckd_jax.details')
+
+
+def show_details():
+    """Logs the details from now on (--verbose)."""
+    DETAILS.setLevel(python_logging.DEBUG)
+
+
+def details_shown():
+    return DETAILS.isEnabledFor(python_logging.DEBUG)
+
 
 def create_writer(workdir, just_logging=False):
-    """clu's default writer where TensorFlow is installed, else an EventWriter; with
-    just_logging (processes other than the first), the log alone."""
+    """The run's writer: the event files in `workdir` (none with just_logging, for processes
+    other than the first), and the log where the details are shown."""
     if tensorflow_installed():
         from clu import metric_writers
 
-        return metric_writers.create_default_writer(workdir, just_logging=just_logging)
+        writers = [metric_writers.LoggingWriter()] if details_shown() else []
+        if not just_logging:
+            writers.append(metric_writers.SummaryWriter(workdir))
+        return metric_writers.AsyncMultiWriter(writers)
     logging.info('TensorFlow is not installed: TensorBoard event files are written by '
                  "tensorboard's own event writer.")
     return EventWriter(None if just_logging else workdir)
@@ -26,7 +46,8 @@ def create_writer(workdir, just_logging=False):
 
 class EventWriter:
     """clu's MetricWriter for scalars and hyperparameters, without TensorFlow: each write is
-    logged as clu's LoggingWriter logs it and, given a directory, written to an event file."""
+    logged among the details as clu's LoggingWriter logs it and, given a directory, written to
+    an event file."""
 
     def __init__(self, logdir=None):
         self.events = None
@@ -38,7 +59,7 @@ class EventWriter:
     def write_scalars(self, step, scalars):
         values = [f'{key}={value:.6g}' if isinstance(value, float) else f'{key}={value}'
                   for key, value in sorted(scalars.items())]
-        logging.info('[%d] %s', step, ', '.join(values))
+        DETAILS.debug('[%d] %s', step, ', '.join(values))
         if self.events is not None:
             from tensorboard.compat.proto import summary_pb2
             from tensorboard.plugins.scalar.summary_v2 import scalar_pb
@@ -48,7 +69,7 @@ class EventWriter:
             self.write(summary_pb2.Summary(value=values), step)
 
     def write_hparams(self, hparams):
-        logging.info('[Hyperparameters] %s', hparams)
+        DETAILS.debug('[Hyperparameters] %s', hparams)
         if self.events is not None:
             from tensorboard.plugins.hparams.summary_v2 import hparams_pb
 

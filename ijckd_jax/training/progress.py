@@ -1,5 +1,5 @@
-"""The progress line of a long run: step, loss, images/s and ETA, every few steps; and the
-watch for divergence."""
+"""The step metrics of a run: written every few steps, a progress line within long epochs
+(step, loss, images/s and ETA), each epoch's means for its line; and the watch for divergence."""
 import time
 
 import jax
@@ -15,17 +15,23 @@ DIVERGENCE_FACTOR = 1000.0
 
 
 class Progress:
-    """Keeps step metrics on the device; every few steps, one host sync logs them with speed
-    and ETA, and stops a diverged run before its epoch is evaluated or checkpointed. Each run
-    trained together (seeds, a table's methods) has its writer and its part of the metrics
+    """Keeps step metrics on the device; every few steps, one host sync writes their means and
+    the learning rate to the writers, logs a progress line within an epoch (the epoch's own line
+    says the rest), and stops a diverged run before its epoch is evaluated or checkpointed. Each
+    run trained together (seeds, a table's methods) has its writer and its part of the metrics
     (runs.values_of)."""
 
-    def __init__(self, total_steps, step, global_batch_size, runs, every):
-        self.total_steps, self.step, self.batch, self.runs, self.every = (
-            total_steps, step, global_batch_size, runs, every)
+    def __init__(self, steps_per_epoch, num_epochs, step, global_batch_size, runs, every, learning_rate):
+        self.steps_per_epoch, self.total_steps = steps_per_epoch, steps_per_epoch * num_epochs
+        self.step, self.batch, self.runs, self.every = step, global_batch_size, runs, every
+        self.learning_rate = learning_rate  # step -> the rate of its update
         self.pending = []
         self.window_start = time.time()
         self.first_losses = [None] * len(runs)
+        self.start_epoch()
+
+    def start_epoch(self):
+        self.epoch_sums, self.epoch_steps, self.epoch_seconds = [{} for _ in self.runs], 0, 0.0
 
     def record(self, metrics, count=1):
         """The metrics of one step, or of `count` steps stacked by one dispatch."""
@@ -34,9 +40,10 @@ class Progress:
         self.pending.append((metrics, count))
         self.step += count
         if self.step // self.every > (self.step - count) // self.every:
-            self.flush()
+            self.flush(line=self.step % self.steps_per_epoch != 0)
 
-    def flush(self):
+    def flush(self, line=True):
+        """Writes the pending steps' means; with `line`, logs them with speed and ETA."""
         if not self.pending:
             return
         steps = [step_metrics for metrics, count in jax.device_get(self.pending)
@@ -47,17 +54,32 @@ class Progress:
         for index, run_rows in enumerate(rows):
             for offset, metrics in enumerate(run_rows):
                 self.check_loss(metrics['loss'], first_step + offset, index)
+        for sums, run_rows in zip(self.epoch_sums, rows):
+            for name in run_rows[0]:
+                sums[name] = sums.get(name, 0.0) + sum(row[name] for row in run_rows)
         means = [{name: float(np.mean([row[name] for row in run_rows])) for name in run_rows[0]}
                  for run_rows in rows]
         for run, run_means in zip(self.runs, means):
-            run.writer.write_scalars(self.step, run_means)
+            run.writer.write_scalars(self.step, {**run_means, 'learning_rate': self.learning_rate(self.step - 1)})
         now = time.time()
-        rate = len(steps) * self.batch / max(now - self.window_start, 1e-9)
-        remaining = (self.total_steps - self.step) * self.batch / max(rate, 1e-9)
-        logging.info('step %d/%d  loss %s  %.1f images/s  ETA %s', self.step, self.total_steps,
-                     listing([run_means['loss'] for run_means in means], self.runs, 4), rate,
-                     time.strftime('%H:%M:%S', time.gmtime(remaining)))
+        self.epoch_steps += len(steps)
+        self.epoch_seconds += now - self.window_start
+        if line:
+            rate = len(steps) * self.batch / max(now - self.window_start, 1e-9)
+            remaining = (self.total_steps - self.step) * self.batch / max(rate, 1e-9)
+            logging.info('step %d/%d  loss %s  %.1f images/s  ETA %s', self.step, self.total_steps,
+                         listing([run_means['loss'] for run_means in means], self.runs, 4), rate,
+                         time.strftime('%H:%M:%S', time.gmtime(remaining)))
         self.pending, self.window_start = [], now
+
+    def end_epoch(self):
+        """Writes the epoch's last steps; returns each run's means over the epoch's steps and the
+        epoch's training images/s (evaluations not counted), and starts the next epoch."""
+        self.flush(line=False)
+        means = [{name: total / self.epoch_steps for name, total in sums.items()} for sums in self.epoch_sums]
+        rate = self.epoch_steps * self.batch / max(self.epoch_seconds, 1e-9)
+        self.start_epoch()
+        return means, rate
 
     def check_loss(self, loss, step, index):
         """Raises Diverged for a loss of run `index` that is not finite or beyond

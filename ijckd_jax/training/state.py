@@ -37,14 +37,29 @@ def create_optimizer(optimizer_config, steps_per_epoch):
     As torch does, weight decay is added to the gradient before the momentum, for every
     parameter, and the learning rate drops by decay_factor at each of decay_epochs.
     """
+    schedule = optax.piecewise_constant_schedule(optimizer_config.learning_rate,
+                                                 decay_boundaries(optimizer_config, steps_per_epoch))
+    return optax.chain(
+        optax.add_decayed_weights(optimizer_config.weight_decay),
+        optax.sgd(schedule, momentum=optimizer_config.momentum, nesterov=optimizer_config.nesterov))
+
+
+def decay_boundaries(optimizer_config, steps_per_epoch):
+    """{step: factor}: from each step on, the learning rate is multiplied by its factor."""
     boundaries = {}
     for epoch in optimizer_config.decay_epochs:
         step = int(epoch) * steps_per_epoch
         boundaries[step] = boundaries.get(step, 1.0) * optimizer_config.decay_factor
-    schedule = optax.piecewise_constant_schedule(optimizer_config.learning_rate, boundaries)
-    return optax.chain(
-        optax.add_decayed_weights(optimizer_config.weight_decay),
-        optax.sgd(schedule, momentum=optimizer_config.momentum, nesterov=optimizer_config.nesterov))
+    return boundaries
+
+
+def learning_rate(optimizer_config, steps_per_epoch, step):
+    """The learning rate of the update at `step` (counted from 0), on the host: the optimizer's
+    schedule without a device computation."""
+    rate = optimizer_config.learning_rate
+    for boundary, factor in decay_boundaries(optimizer_config, steps_per_epoch).items():
+        rate *= factor if step >= boundary else 1.0
+    return rate
 
 
 def create_train_state(distiller, optimizer, key, image_size):

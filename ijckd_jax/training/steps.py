@@ -45,7 +45,7 @@ def update(state, teacher_variables, images, labels, teacher_output, examples=No
     params = optax.apply_updates(state.params, updates)
     predictions = jnp.argmax(evaluation_logits(outputs, objective_name), axis=-1)
     metrics = {'loss': loss, **{f'loss_{name}': value for name, value in terms.items()},
-               'train_top1': jnp.mean(predictions == labels)}
+               'train_top1': 100.0 * jnp.mean(predictions == labels)}
     return TrainState(state.step + 1, params, batch_stats, opt_state), metrics
 
 
@@ -126,8 +126,9 @@ def count_correct(logits, labels, mask):
 
 def eval_step(state, teacher_variables, images, labels, mask, teacher_logits=None, *, distiller,
               objective_name, mean, std):
-    """Sums over one batch: hits of the objective's evaluation classifier, and the terms of
-    the paper's error bound where the teacher classifier can read the student's features.
+    """Sums over one batch: hits and cross-entropy of the objective's evaluation classifier, and
+    the terms of the paper's error bound where the teacher classifier can read the student's
+    features.
 
     `teacher_logits`, the frozen teacher's on this batch, are computed once per run
     (teacher_logits_step); given them, XLA drops the teacher's backbone from this step.
@@ -139,6 +140,10 @@ def eval_step(state, teacher_variables, images, labels, mask, teacher_logits=Non
         outputs = outputs._replace(teacher_logits=teacher_logits)
     logits = evaluation_logits(outputs, objective_name)
     sums = count_correct(logits, labels, mask)
+    # The test loss is the cross-entropy of the logits the run is evaluated by, whatever the
+    # objective trains with (as RepDistiller's validate()).
+    sums['loss'] = jnp.sum(optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
+                           * mask)
     if outputs.teacher_classifier_logits is not None:
         sums.update(bound_sums(logits, outputs.teacher_classifier_logits, outputs.teacher_logits,
                                labels, mask))

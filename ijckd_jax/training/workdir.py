@@ -1,8 +1,8 @@
 """A workdir belongs to one run. Besides its checkpoints it holds run.json (the config fields
 that change what the run computes, the device count and the steps per epoch, so that a resume
 with other ones is refused), .lock (the process training in it), history.json (every
-evaluated epoch), summary.json (the best and the last epoch) and, for a model trained alone,
-export/ (the last epoch's model, loadable as a teacher)."""
+evaluated epoch), summary.json (the best and the last epoch, and the best one's checkpoint)
+and, for a model trained alone, export/ (the last epoch's model, loadable as a teacher)."""
 import json
 import os
 
@@ -163,13 +163,28 @@ class WorkdirLock:
             os.remove(self.path)
 
 
-class History:
-    """Per-epoch evaluation results, kept in workdir/history.json."""
+def counted_from_one(entries):
+    """History entries with their epochs counted from 1, as everything else counts them:
+    history.json written before counted from 0 (its first entry is epoch 0)."""
+    if entries and entries[0]['epoch'] == 0:
+        return [{**entry, 'epoch': entry['epoch'] + 1} for entry in entries]
+    return entries
 
-    def __init__(self, workdir, start_epoch):
+
+def ranking(entry):
+    """The order that picks a run's best epoch, from a history entry or a checkpoint's metrics:
+    the highest test top-1, and of equals the earliest (as RepDistiller keeps a new best only
+    when it is higher). Checkpoints saved before recorded no epoch: they are the earlier ones."""
+    return entry['top1'], -entry.get('epoch', 0)
+
+
+class History:
+    """Per-epoch evaluation results, kept in workdir/history.json, epochs counted from 1."""
+
+    def __init__(self, workdir, finished_epochs):
         self.path = os.path.join(workdir, 'history.json')
-        entries = read_json(self.path) if os.path.exists(self.path) else []
-        self.entries = [entry for entry in entries if entry['epoch'] < start_epoch]
+        entries = counted_from_one(read_json(self.path)) if os.path.exists(self.path) else []
+        self.entries = [entry for entry in entries if entry['epoch'] <= finished_epochs]
 
     def append(self, entry):
         self.entries.append(entry)
@@ -179,15 +194,18 @@ class History:
 
 def summarize(entries, teacher_accuracy, config):
     """Best and last epoch, since best-epoch-only reporting is optimistic, and what was run:
-    the config's math fields whole, so that tools/report.py never pools different runs."""
-    best = max(entries, key=lambda entry: entry['top1'])
+    the config's math fields whole, so that tools/report.py never pools different runs. Epochs
+    count from 1 and accuracies are percentages; the best epoch is the one `ranking` puts
+    first, and its checkpoint is kept (checkpoints.py) at best_checkpoint."""
+    best = max(entries, key=ranking)
     objective = get_objective(config.loss.name)
     return {'dataset': config.data.dataset, 'objective': config.loss.name,
             'loss': config.loss.to_dict(),
             'connector': config.connector.kind if objective.uses_connector else None,
             'student': config.student.model, 'teacher': config.teacher.model or None,
             'seed': config.seed, 'dtype': config.dtype, 'matmul_precision': config.matmul_precision,
-            'best_top1': best['top1'], 'best_epoch': best['epoch'],
+            'best_top1': best['top1'], 'best_top5': best['top5'], 'best_epoch': best['epoch'],
+            'best_step': best['step'], 'best_checkpoint': os.path.join('checkpoints', str(best['step'])),
             'last_top1': entries[-1]['top1'], 'last_top5': entries[-1]['top5'],
             'epochs': len(entries), 'teacher_top1': teacher_accuracy and teacher_accuracy['top1'],
             'config': math_fields(config)}

@@ -477,7 +477,7 @@ def test_sixteen_bit_and_palette_images_keep_their_levels(tmp_path):
 def test_a_streamed_epoch_counts_what_it_can_read_and_is_never_short(tmp_path):
     root = write_folder(tmp_path / 'images', size=80)  # 12 good images a split; a broken header
     body = (root / 'train' / 'emu' / '1.png').read_bytes()
-    for index in range(4):  # headers that read, data cut short: tf.data skips them when decoding
+    for index in range(4):  # headers that read, data cut short: the stream skips them when decoding
         (root / 'train' / 'emu' / f'cut{index}.png').write_bytes(body[:len(body) // 2])
     pipeline = Pipeline(folder_config(root, image_size=72), 0, 1)
     assert not pipeline.in_memory and len(pipeline.files['train'][0]) == 16  # broken.jpg left out

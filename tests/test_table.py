@@ -264,7 +264,7 @@ def test_a_runs_part_of_the_state_and_metrics_and_back():
 
 
 def test_a_table_over_streamed_images_reads_each_batch_once_for_all_methods(tmp_path, monkeypatch):
-    """Host-fed, as ImageNet is: images of 80 pixels streamed by tf.data, one batch read and
+    """Host-fed, as ImageNet is: images of 80 pixels streamed, one batch read and
     augmented per step for every method; two methods of identical settings end equal."""
     config = folder_config(write_folder(tmp_path / 'images', size=80), image_size=72)
     config.student.model, config.num_epochs = 'resnet8', 1

@@ -7,9 +7,9 @@ next to the bare decode + crop + resize of the same files, and from a prepared c
     taskset -c 0 python bench/input.py     # one core: the rate per core
 
 "Bare" runs the pipeline's own per-image functions (stream.py) over the files' bytes already
-in memory, in one thread per core, without ordering, batching or reading; the last line is the pipeline's rate over it:
-`pipeline / bare: training X.XX, evaluation Y.YY`. The prepared copy is `ijckd-prepare SRC DST
---max-side 320` of the same files.
+in memory, in one thread per core, without ordering, batching or reading; the last line is
+the pipeline's rate over it: `pipeline / bare: training X.XX, evaluation Y.YY`. The prepared
+copy is `ijckd-prepare SRC DST --max-side 320` of the same files.
 
 The JPEGs are written once to a temporary folder: smooth colour gradients plus noise, at
 quality 90, so that they decode like photos rather than like flat colour.

@@ -5,6 +5,7 @@ import io
 import json
 import math
 import os
+import re
 
 import ml_collections
 import numpy as np
@@ -177,7 +178,7 @@ def test_an_image_that_does_not_decode_is_skipped_and_the_batches_stay_full(tmp_
     assert np.concatenate([mask for _, _, mask in evaluation]).tolist() == [True] * 3 + [False] * 3
 
 
-def test_the_prepared_copy_shrinks_to_its_longest_side_and_copies_small_jpegs_as_they_are(tmp_path):
+def test_the_prepared_copy_shrinks_to_its_longest_side_and_copies_small_jpegs_as_they_are(tmp_path, capsys):
     source = image_folder(str(tmp_path / 'source'), {'train': 4, 'val': 2}, shape=(300, 400), classes=2)
     small = os.path.join(source, 'train', 'c00', 'small.jpg')
     Image.fromarray(photo(np.random.default_rng(2), 100, 80)).save(small, quality=80)
@@ -186,6 +187,8 @@ def test_the_prepared_copy_shrinks_to_its_longest_side_and_copies_small_jpegs_as
         pass
     destination = str(tmp_path / 'prepared')
     assert prepare_command.main([source, destination, '--max-side', '200', '--workers', '2']) == 0
+    # Its progress in a log (stderr not a terminal): whole lines, no carriage return.
+    assert re.fullmatch(r'9 / 9 images, [\d,]+ per s\n', capsys.readouterr().err)  # the empty file counted
     with open(os.path.join(destination, prepare.MANIFEST)) as file:
         manifest = json.load(file)
     assert manifest['max_side'] == 200 and manifest['images'] == 8

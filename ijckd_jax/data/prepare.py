@@ -98,8 +98,10 @@ def shrink(job, max_side, quality):
 
 
 def shrink_all(pairs, max_side, quality, workers):
-    """Writes every pair in `workers` processes with a progress line; the unreadable sources."""
+    """Writes every pair in `workers` processes with a progress line (rewritten in place on a
+    terminal, a line per update in a log); the unreadable sources."""
     unreadable, start = [], time.perf_counter()
+    terminal = sys.stderr.isatty()
     # Spawned, not forked: a fork of a process running JAX's threads can deadlock.
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context('spawn')) as pool:
         results = pool.map(shrink, pairs, [max_side] * len(pairs), [quality] * len(pairs), chunksize=64)
@@ -108,9 +110,10 @@ def shrink_all(pairs, max_side, quality, workers):
                 unreadable.append(source)
             if count % 2000 == 0 or count == len(pairs):
                 elapsed = time.perf_counter() - start
-                print(f'\r{count:,} / {len(pairs):,} images, {count / elapsed:,.0f} per s', end='',
-                      file=sys.stderr, flush=True)
-    print(file=sys.stderr)
+                print(f'{count:,} / {len(pairs):,} images, {count / elapsed:,.0f} per s',
+                      end='\r' if terminal else '\n', file=sys.stderr, flush=True)
+    if terminal:
+        print(file=sys.stderr)
     return unreadable
 
 

@@ -16,7 +16,7 @@ import ml_collections
 from ijckd_jax.connectors import check_connector_name
 from ijckd_jax.data.folders import check_class_count, check_same_classes, class_names, is_image_folder
 from ijckd_jax.data.pipeline import in_memory, reads_with_tf_data
-from ijckd_jax.data.tfds_source import check_download
+from ijckd_jax.data.tfds_source import check_download, class_count
 from ijckd_jax.distillation import build_distiller
 from ijckd_jax.errors import ConfigError, WorkdirError
 from ijckd_jax.models import check_model_name
@@ -110,7 +110,8 @@ def tfds_names():
 
 
 def check_data(config):
-    """The data set exists by its name or path, and TensorFlow is here where tf.data reads it."""
+    """The data set exists by its name or path, TensorFlow is here where tf.data reads it, and a
+    tfds data set has config.data.num_classes classes."""
     dataset = config.data.dataset
     if not isinstance(dataset, str) or not dataset:
         refuse('data.dataset', dataset, "must name a data set: 'digits', an image folder or a tfds name")
@@ -128,11 +129,22 @@ def check_data(config):
         hint = f" Did you mean '{close[0]}'?" if close else ''
         raise ConfigError(f"config.data.dataset='{dataset}' is neither 'digits', an image folder nor "
                           f'a tfds data set.{hint}')
-    elif config.data.download:
-        check_download(config.data)
     if reads_with_tf_data(config.data) and not tensorflow_installed():
         raise ConfigError(f"config.data.dataset='{dataset}' is read with tf.data, which needs "
                           "TensorFlow: pip install tensorflow-cpu (or pip install -e '.[tensorflow]').")
+    if not is_image_folder(dataset) and dataset != 'digits':  # a tfds data set, TensorFlow installed
+        check_tfds_classes(config.data)
+        if config.data.download:
+            check_download(config.data)
+
+
+def check_tfds_classes(data):
+    """config.data.num_classes is the tfds data set's class count: a classifier of another size
+    would train on labels it cannot represent."""
+    count = class_count(data)
+    if count is not None and count != data.num_classes:
+        raise ConfigError(f"config.data.dataset='{data.dataset}' has {count} classes, but config.data.num_classes "
+                          f'is {data.num_classes}; pass --config.data.num_classes={count}.')
 
 
 def check_teacher(config):

@@ -422,6 +422,21 @@ def test_the_demos_students_are_checked_before_their_teacher_trains(field, value
 
 
 @pytest.mark.quick
+def test_a_tfds_data_set_of_other_classes_than_num_classes_is_one_line_before_any_work(tmp_path):
+    """cifar10 with the CIFAR-100 configs' num_classes=100: the classifier would have 100
+    outputs for 10 labels. The count comes from tfds's definition of the set: nothing is read."""
+    config = short_teacher()
+    config.data.update(dict(dataset='cifar10', data_dir=str(tmp_path / 'nothing_here')))
+    with pytest.raises(ConfigError, match=re.escape("config.data.dataset='cifar10' has 10 classes, but "
+                                                    'config.data.num_classes is 100; pass '
+                                                    '--config.data.num_classes=10.')):
+        train_and_evaluate(config, str(tmp_path / 'run'))
+    assert os.listdir(tmp_path) == []
+    config.data.num_classes = 10
+    validate_config(config, 4)
+
+
+@pytest.mark.quick
 def test_a_download_from_an_unreachable_host_is_refused_before_tfds_starts(tmp_path, monkeypatch):
     """download=True offline: one connection attempt, before tfds (which retries for minutes
     and leaves partial files), and one line that does not suggest download=True again."""

@@ -63,6 +63,16 @@ def check_download(data):
                               f'directory here, and pass --config.data.data_dir={where}.') from None
 
 
+def class_count(data):
+    """The classes of the tfds data set's label feature, from the builder's own definition (no
+    data read, nothing downloaded); None where it has no class label."""
+    import tensorflow_datasets as tfds
+
+    features = tfds.builder(data.dataset, data_dir=data.data_dir or None).info.features
+    label = features['label'] if 'label' in features else None
+    return getattr(label, 'num_classes', None)
+
+
 def process_split_name(split, process_index, process_count):
     """The tfds split name of this process's contiguous part of `split`."""
     import tensorflow_datasets as tfds

@@ -6,7 +6,8 @@
 A variant is 'teacher-student' followed by settings: connector=1x1|1x1-1x1|1x1-3x3-1x1,
 alpha_ce, alpha_lm, beta_fm, logit_loss=mse|cosine|ce, and, as in every CIFAR config,
 protocol=paper|repdistiller (a MobileNetV2 student starts at learning rate 0.05 in the paper,
-0.01 in RepDistiller). VARIANTS lists the paper's experiments:
+0.01 in RepDistiller) and data=cifar100|cifar10|digits (the data set with its classes, image size
+and normalisation; digits is the offline one). VARIANTS lists the paper's experiments:
 Table 1 (every pair, 1×1 connector, α_ce = α_lm = 1), Table 2 (connectors), Table 3 (the α_ce
 sweep, CE only, ce+fm, ce+sr+fm), Table 4 (logit-matching losses; cosine scaled by 10).
 """

@@ -9,7 +9,8 @@ PKT, OFD, CRD, WSLD, DKD, SRRL, SimKD and IJCKD (--config.methods=kd,ijckd picks
 the ablations ijckd_distance, ijckd_joint and ce_teacher_classifier may be named too), each
 with the settings its own config file gives it, each method × seed in
 WORKDIR/METHOD/seed_SEED. A variant is 'teacher-student', optionally with
-protocol=paper|repdistiller; `ijckd-report WORKDIR` reads the table.
+protocol=paper|repdistiller and data=cifar100|cifar10|digits; `ijckd-report WORKDIR` reads the
+table.
 """
 from configs import (cifar_at, cifar_crd, cifar_dkd, cifar_fitnet, cifar_ijckd, cifar_ijckd_distance,
                      cifar_ijckd_joint, cifar_kd, cifar_ofd, cifar_pkt, cifar_rkd, cifar_simkd, cifar_srrl,
@@ -30,10 +31,11 @@ VARIANTS = TABLE1_PAIRS
 def get_config(arg='resnet32x4-resnet8x4'):
     teacher, student, options = parse_variant(arg, 'resnet32x4-resnet8x4')
     protocol = pop_protocol(options, LOW_LEARNING_RATE_STUDENTS)
+    data = options.pop('data', 'cifar100')
     if options:
-        raise ValueError(f'A table variant takes only protocol=..., got {sorted(options)}; set a method\'s '
-                         'own settings with --config.method_settings.METHOD.loss.NAME=VALUE.')
+        raise ValueError(f'A table variant takes only protocol=... and data=..., got {sorted(options)}; set a '
+                         "method's own settings with --config.method_settings.METHOD.loss.NAME=VALUE.")
     configs = {method: module.get_config(f'{student if method == "ce" else f"{teacher}-{student}"},'
-                                         f'protocol={protocol}')
+                                         f'protocol={protocol},data={data}')
                for method, module in METHOD_CONFIGS.items()}
     return table_config(configs, METHODS)

@@ -3,13 +3,15 @@ the paper's experiment tables.
 
 A variant is 'teacher-student' (or a model name for runs without a teacher) followed by
 settings: 'resnet32x4-resnet8x4,connector=1x1-3x3-1x1,alpha_ce=0.2'. `protocol` picks whose
-training recipe a run follows where sources disagree (docs/fidelity.md).
+training recipe a run follows where sources disagree (docs/fidelity.md); `data` the data set
+with its classes, image size and normalisation (DATA_SETS: 'resnet20-resnet8,data=digits').
 """
 import importlib
 
 import ml_collections
 
 from ijckd_jax.connectors import check_connector_name
+from ijckd_jax.data import digits
 from ijckd_jax.models import check_model_name
 from ijckd_jax.objectives import resolve_settings
 
@@ -17,6 +19,15 @@ CIFAR100 = dict(dataset='cifar100', in_memory=True, num_classes=100, image_size=
                 eval_split='test', mean=(0.5071, 0.4867, 0.4408), std=(0.2675, 0.2565, 0.2761))
 IMAGENET = dict(dataset='imagenet2012', in_memory=False, num_classes=1000, image_size=224, train_split='train',
                 eval_split='validation', mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+# The statistics of CIFAR-10's training images (RepDistiller's and torchvision's usual values).
+CIFAR10 = dict(CIFAR100, dataset='cifar10', num_classes=10, mean=(0.4914, 0.4822, 0.4465),
+               std=(0.2470, 0.2435, 0.2616))
+# scikit-learn's 8×8 digits upscaled to 16×16 RGB (the offline demo's data), normalised by
+# their own statistics.
+DIGITS = dict(dataset='digits', in_memory=True, num_classes=digits.CLASSES, image_size=16, train_split='train',
+              eval_split='test', mean=(digits.MEAN,) * 3, std=(digits.STD,) * 3)
+# The data blocks a variant's `data=NAME` setting picks: e.g. configs/cifar_kd.py:resnet20-resnet8,data=digits.
+DATA_SETS = {'cifar100': CIFAR100, 'cifar10': CIFAR10, 'digits': DIGITS}
 
 # The students that start at learning rate 0.01 instead of 0.05. The paper §4.1: "0.01 when
 # ShuffleNet is the backbone ... 0.05 for all other backbones". RepDistiller's
@@ -119,6 +130,17 @@ def pop_protocol(options, protocols):
     return protocol
 
 
+def pop_data(options):
+    """The variant's `data` setting (default 'cifar100'): the data block it names, which sets the
+    data set, its classes, image size and normalisation together."""
+    name = options.pop('data', 'cifar100')
+    if name not in DATA_SETS:
+        raise ValueError(f"Unknown data '{name}'; a variant's data= names one of {', '.join(DATA_SETS)} (an "
+                         'image folder or another tfds data set: --config.data.dataset=... with its '
+                         '--config.data.num_classes, image_size, mean and std).')
+    return DATA_SETS[name]
+
+
 def cifar_learning_rate(model, protocol):
     """The initial learning rate of a CIFAR student (or teacher) under `protocol`."""
     return 0.01 if model in LOW_LEARNING_RATE_STUDENTS[protocol] else 0.05
@@ -150,8 +172,9 @@ def cifar_distillation_config(objective, arg, default_pair='resnet32x4-resnet8x4
     which the variant's options override."""
     teacher, student, options = parse_variant(arg, default_pair)
     protocol = pop_protocol(options, LOW_LEARNING_RATE_STUDENTS)
+    data = pop_data(options)
     options = {**(pair_settings or {}).get(f'{teacher}-{student}', {}), **options}
-    config = distillation_config(objective, teacher, student, options)
+    config = distillation_config(objective, teacher, student, options, data)
     config.optimizer.learning_rate = cifar_learning_rate(student, protocol)
     return config
 

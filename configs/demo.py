@@ -13,10 +13,8 @@ split. Everything else is the CIFAR protocol, shortened to 20 epochs.
 """
 import ml_collections
 
-from configs.common import base_config
+from configs.common import DIGITS, base_config
 
-DIGITS = dict(dataset='digits', in_memory=True, num_classes=10, image_size=16, train_split='train',
-              eval_split='test', mean=(0.3049, 0.3049, 0.3049), std=(0.3757, 0.3757, 0.3757))
 VARIANTS = ('',)
 
 
@@ -26,8 +24,8 @@ def get_config(arg=None):
                          'e.g. --config.demo.teacher=resnet14.')
     config = base_config(DIGITS)
     config.program = 'demo'
-    config.demo = ml_collections.ConfigDict(dict(teacher='resnet20', student='resnet8',
-                                                 methods=('ce', 'kd', 'ijckd')))
+    # The student's methods, as a table names them: --config.demo.methods=ce,kd,dkd.
+    config.demo = ml_collections.ConfigDict(dict(teacher='resnet20', student='resnet8', methods='ce,kd,ijckd'))
     config.num_epochs = 20
     config.optimizer.decay_epochs = (10, 15)
     config.eval_batch_size = 360

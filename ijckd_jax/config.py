@@ -14,11 +14,13 @@ import traceback
 import ml_collections
 
 from ijckd_jax.connectors import check_connector_name
+from ijckd_jax.data import digits
 from ijckd_jax.data.folders import check_class_count, check_same_classes, class_names, is_image_folder
 from ijckd_jax.data.pipeline import in_memory, reads_with_tf_data
-from ijckd_jax.data.tfds_source import check_download, class_count
+from ijckd_jax.data.tfds_source import check_download, class_count_and_image_size
 from ijckd_jax.distillation import build_distiller
 from ijckd_jax.errors import ConfigError, WorkdirError
+from ijckd_jax.frozen_model import METADATA, training_data
 from ijckd_jax.models import check_model_name
 from ijckd_jax.objectives import get_objective, loss_overrides, resolve_settings
 from ijckd_jax.runtime import MATMUL_PRECISIONS, tensorflow_installed
@@ -122,8 +124,7 @@ def check_data(config):
     if is_image_folder(dataset):
         check_same_classes(dataset, (config.data.train_split, config.data.eval_split))
     elif dataset == 'digits':
-        if config.data.image_size % 8:
-            refuse('data.image_size', config.data.image_size, 'must be a multiple of 8 for the 8×8 digits')
+        check_digits(config.data)
     elif ':' not in dataset and '/' not in dataset and dataset not in tfds_names():
         close = difflib.get_close_matches(dataset, tfds_names(), n=1, cutoff=0.6)
         hint = f" Did you mean '{close[0]}'?" if close else ''
@@ -133,22 +134,53 @@ def check_data(config):
         raise ConfigError(f"config.data.dataset='{dataset}' is read with tf.data, which needs "
                           "TensorFlow: pip install tensorflow-cpu (or pip install -e '.[tensorflow]').")
     if not is_image_folder(dataset) and dataset != 'digits':  # a tfds data set, TensorFlow installed
-        check_tfds_classes(config.data)
+        check_tfds_classes_and_size(config.data)
         if config.data.download:
             check_download(config.data)
 
 
-def check_tfds_classes(data):
-    """config.data.num_classes is the tfds data set's class count: a classifier of another size
-    would train on labels it cannot represent."""
-    count = class_count(data)
+# Where a run on the digits misses their data block: one setting of a CIFAR config's variant sets it whole.
+DIGITS_FIX = ('add data=digits to a CIFAR config\'s variant (e.g. --config configs/cifar_kd.py:resnet20-resnet8,'
+              'data=digits), which sets the digits\' classes, image size and normalisation together')
+
+
+def check_digits(data):
+    """The digits' splits, their 10 classes, an image size that upscales 8×8, and their own
+    normalisation: a run that kept another data set's block would train without an error."""
+    for name, split in zip(('train_split', 'eval_split'), digits.SPLITS):
+        if data[name] not in digits.SPLITS:
+            refuse(f'data.{name}', data[name], f"is not a split of the digits, which have 'train' and 'test'; "
+                   f'pass --config.data.{name}={split}')
+    if data.num_classes != digits.CLASSES:
+        refuse('data.num_classes', data.num_classes, f'is not the digits\' {digits.CLASSES} classes: {DIGITS_FIX}, or '
+               f'pass --config.data.num_classes={digits.CLASSES}')
+    if data.image_size % 8:
+        refuse('data.image_size', data.image_size, f'must be a multiple of 8 for the 8×8 digits: {DIGITS_FIX}')
+    # The configs give the statistics to 4 decimals.
+    if not all(abs(value - own) <= 5e-5 for values, own in ((data.mean, digits.MEAN), (data.std, digits.STD))
+               for value in values):
+        raise ConfigError(f'config.data.mean={tuple(data.mean)!r} and std={tuple(data.std)!r} are not the digits\' '
+                          f'normalisation (mean {digits.MEAN}, std {digits.STD} in every channel): {DIGITS_FIX}.')
+
+
+def check_tfds_classes_and_size(data):
+    """config.data.num_classes is the tfds data set's class count (a classifier of another size
+    would train on labels it cannot represent), and an in-memory data set's images are
+    config.data.image_size pixels (the models are built for that size)."""
+    count, size = class_count_and_image_size(data)
     if count is not None and count != data.num_classes:
         raise ConfigError(f"config.data.dataset='{data.dataset}' has {count} classes, but config.data.num_classes "
-                          f'is {data.num_classes}; pass --config.data.num_classes={count}.')
+                          f'is {data.num_classes}; pass --config.data.num_classes={count}, or name the data set you '
+                          f'mean with --config.data.dataset (with its classes, image size and normalisation; a '
+                          "CIFAR config's variant sets them all with data=cifar10, cifar100 or digits).")
+    if in_memory(data) and size is not None and size != data.image_size:
+        raise ConfigError(f"config.data.dataset='{data.dataset}' has {size}×{size} images, but "
+                          f'config.data.image_size is {data.image_size}; pass --config.data.image_size={size}.')
 
 
 def check_teacher(config):
-    """A teacher where the objective needs one, saved as the model and classes the config names."""
+    """A teacher where the objective needs one, saved as the model and classes the config names,
+    and trained on the data, image size and normalisation the config gives, where it says."""
     if not get_objective(config.loss.name).uses_teacher:
         return
     directory = config.teacher.checkpoint
@@ -157,8 +189,13 @@ def check_teacher(config):
     if not directory:
         raise ConfigError(f"Objective '{config.loss.name}' needs a teacher but config.teacher.checkpoint "
                           f'is empty. {fix}')
-    metadata_path = os.path.join(directory, 'model.json')
+    metadata_path = os.path.join(directory, METADATA)
     if not os.path.isfile(metadata_path):
+        exports = run_exports(directory)
+        if exports:
+            raise ConfigError(f"config.teacher.checkpoint='{directory}' is a training run's directory; the model it "
+                              f"trained is its export: pass --config.teacher.checkpoint={exports[0]}"
+                              f"{' (or ' + ', '.join(exports[1:4]) + ')' if exports[1:] else ''}.")
         raise ConfigError(f"config.teacher.checkpoint='{directory}' is not a saved model (no "
                           f'model.json there). {fix}')
     try:
@@ -169,11 +206,56 @@ def check_teacher(config):
         raise ConfigError(f'{metadata_path} cannot be read ({error}); convert or export the teacher again.') from None
     if is_image_folder(config.data.dataset):
         check_teacher_serves_folder(config, saved)
+    data = training_data(directory, metadata)
+    if data is not None:
+        check_teacher_data(config, saved, data)
     if saved != (config.teacher.model, config.data.num_classes):
+        data_fix = '' if saved[1] == config.data.num_classes else (
+            f' and a data set of {saved[1]} classes (--config.data.dataset=... --config.data.num_classes={saved[1]}; '
+            "a CIFAR config's variant sets both with data=cifar10, cifar100 or digits)")
         raise ConfigError(f"config.teacher.checkpoint='{directory}' holds {saved[0]} with {saved[1]} "
                           f'classes, but the config asks for {config.teacher.model} with '
-                          f'{config.data.num_classes} classes; pass --config.teacher.model={saved[0]} '
-                          f'and --config.data.num_classes={saved[1]}, or another teacher.')
+                          f'{config.data.num_classes} classes; pass --config.teacher.model={saved[0]}'
+                          f'{data_fix}, or another teacher.')
+
+
+def run_exports(directory):
+    """The exported models of a training run's directory, or of its seeds' runs: a teacher
+    passed as the run that trained it rather than its export."""
+    candidates = [os.path.join(directory, 'export')] + sorted(
+        os.path.join(directory, entry, 'export') for entry in (os.listdir(directory) if os.path.isdir(directory) else [])
+        if entry.startswith('seed_'))
+    return [path for path in candidates if os.path.isfile(os.path.join(path, METADATA))]
+
+
+def check_teacher_data(config, saved, data):
+    """A teacher trained by this project records its data: a run on other data, or at another
+    image size or normalisation, would distil from a teacher that does not see what it learnt
+    from (a resnet20 trained at 32 pixels scored 25% at 16)."""
+    directory, (model, classes) = config.teacher.checkpoint, saved
+    # An image folder is named by a path, relative to where each run started: its classes are
+    # checked (check_teacher_serves_folder), not its name.
+    if data['dataset'] != config.data.dataset and not is_image_folder(config.data.dataset):
+        how = (f"add data={data['dataset']} to a CIFAR config's variant (e.g. --config configs/cifar_kd.py:"
+               f"{model}-resnet8,data={data['dataset']}), which sets its classes, image size and normalisation"
+               if data['dataset'] in ('cifar10', 'cifar100', 'digits') else
+               f"pass --config.data.dataset={data['dataset']} --config.data.num_classes={classes} "
+               f"--config.data.image_size={data['image_size']} and its mean and std")
+        raise ConfigError(f"config.teacher.checkpoint='{directory}' holds {model} trained on {data['dataset']} "
+                          f"({classes} classes, {data['image_size']} pixels), but the config trains on "
+                          f"{config.data.dataset}: train the student on the teacher's data ({how}), or pass a "
+                          f'teacher of {config.data.dataset}.')
+    if data['image_size'] != config.data.image_size:
+        raise ConfigError(f"config.teacher.checkpoint='{directory}' holds {model} trained at {data['image_size']} "
+                          f'pixels, but config.data.image_size is {config.data.image_size}: the teacher would see '
+                          f"images of another size; pass --config.data.image_size={data['image_size']}.")
+    for name in ('mean', 'std'):
+        # The configs give the statistics to 4 decimals.
+        if not all(math.isclose(saved_value, value, abs_tol=5e-5)
+                   for saved_value, value in zip(data[name], config.data[name])):
+            raise ConfigError(f"config.teacher.checkpoint='{directory}' holds {model} trained with data.{name} "
+                              f'{tuple(data[name])}, but config.data.{name} is {tuple(config.data[name])}: the teacher '
+                              f"would see other inputs; pass --config.data.{name}=\"{tuple(data[name])}\".")
 
 
 def check_teacher_serves_folder(config, saved):

@@ -14,9 +14,10 @@ from ijckd_jax.data.pipeline import load_split
 from ijckd_jax.deploy import ARTIFACT
 from ijckd_jax.deploy.artifact import call_artifact, export_run
 from ijckd_jax.deploy.cost import latency
+from ijckd_jax.errors import ConfigError
 from ijckd_jax.models import check_model_name
 from ijckd_jax.objectives import get_objective, resolve_settings
-from ijckd_jax.table import table_config
+from ijckd_jax.table import split_methods, table_config
 from ijckd_jax.training.loop import train_and_evaluate
 
 
@@ -40,22 +41,27 @@ def method_config(config, method, teacher_directory):
 
 def check_demo(config):
     """The demo's models and methods by the fields that name them, then every run it trains,
-    before the teacher trains: a mistake in the students is found before, not after, it."""
+    before the teacher trains: a mistake in the students is found before, not after, it.
+    Returns the methods."""
     named('demo.teacher', check_model_name, config.demo.teacher)
     named('demo.student', check_model_name, config.demo.student)
-    for method in config.demo.methods:
+    methods = split_methods(config.demo.methods, 'demo.methods')
+    if not methods:
+        raise ConfigError(f'config.demo.methods={config.demo.methods!r} names no method; e.g. '
+                          '--config.demo.methods=ce,kd,ijckd.')
+    for method in methods:
         named('demo.methods', get_objective, method)
     validate_config(single_run_config(config, config.demo.teacher), jax.device_count())
-    for method in config.demo.methods:
+    for method in methods:
         validate_config(method_config(config, method, ''), jax.device_count(), teacher_trained=False)
+    return methods
 
 
 def run_demo(config, workdir):
     """Trains the teacher, then the student with every method as one table (the teacher's
     forward computed once per batch for all, the same batches and initialisation for each);
     prints and returns the tables."""
-    check_demo(config)
-    methods = list(config.demo.methods)
+    methods = check_demo(config)
     logging.info('Demo 1/2: the teacher %s with cross-entropy.', config.demo.teacher)
     teacher_summary = train_and_evaluate(single_run_config(config, config.demo.teacher),
                                          os.path.join(workdir, 'teacher'))

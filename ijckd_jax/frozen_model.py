@@ -20,6 +20,7 @@ from ijckd_jax.restoring import restoring
 
 METADATA = 'model.json'
 VARIABLES = 'variables'
+TRAINING_DATA = ('dataset', 'image_size', 'mean', 'std')  # what model.json records of a trained model's data
 
 
 class FrozenModel(NamedTuple):
@@ -34,9 +35,10 @@ def this_process_alone():
     return ocp.options.MultiprocessingOptions(primary_host=index, active_processes={index})
 
 
-def save_frozen_model(directory, frozen: FrozenModel, source: str = '', replace=False) -> None:
+def save_frozen_model(directory, frozen: FrozenModel, source: str = '', replace=False, record=None) -> None:
     """Writes `frozen` to `directory`, which must not exist yet unless `replace`: written aside
-    and renamed into place, so that the directory is whole or absent (or the old one)."""
+    and renamed into place, so that the directory is whole or absent (or the old one). `record`
+    adds fields to model.json (e.g. 'data': what a trained model was trained on)."""
     directory = os.path.abspath(directory)
     files.remove_abandoned(directory)
     if os.path.exists(directory) and not replace:
@@ -46,7 +48,7 @@ def save_frozen_model(directory, frozen: FrozenModel, source: str = '', replace=
     try:
         with ocp.StandardCheckpointer(multiprocessing_options=this_process_alone()) as checkpointer:
             checkpointer.save(os.path.join(staging, VARIABLES), jax.tree.map(np.asarray, frozen.variables))
-        metadata = {'model': frozen.model_name, 'num_classes': frozen.num_classes, 'source': source}
+        metadata = {'model': frozen.model_name, 'num_classes': frozen.num_classes, 'source': source, **(record or {})}
         with open(os.path.join(staging, METADATA), 'w') as file:
             json.dump(metadata, file, indent=2)
         if os.path.exists(directory):
@@ -59,6 +61,23 @@ def save_frozen_model(directory, frozen: FrozenModel, source: str = '', replace=
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def training_data(directory, metadata):
+    """The data a saved model was trained on, {'dataset', 'image_size', 'mean', 'std'}, from its
+    model.json (`metadata`), or from the run.json of the run it came from (exports written before
+    model.json recorded it); None where neither says (a converted PyTorch checkpoint)."""
+    if isinstance(metadata.get('data'), dict):
+        return metadata['data']
+    run_path = os.path.join(str(metadata.get('source', '')), 'run.json')
+    if not os.path.isfile(run_path):
+        return None
+    try:
+        with open(run_path) as file:
+            fields = json.load(file)['config']
+        return {name: fields[f'data.{name}'] for name in TRAINING_DATA}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def describe_differences(stored, expected) -> str:

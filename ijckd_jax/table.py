@@ -71,10 +71,21 @@ def is_table(config):
 
 def method_names(config):
     """config.methods, 'ce,kd,ijckd', as a list of names."""
-    if not isinstance(config.methods, str):
-        raise ConfigError(f'config.methods={config.methods!r} must name methods separated by commas, e.g. '
-                          '--config.methods=kd,ijckd.')
-    return [name.strip() for name in config.methods.split(',') if name.strip()]
+    return split_methods(config.methods, 'methods')
+
+
+def split_methods(text, field):
+    """A list of methods as every config field that holds one writes it, 'ce,kd,ijckd' (the
+    field's name for the error), as a list of names; none named twice."""
+    if not isinstance(text, str):
+        raise ConfigError(f'config.{field}={text!r} must name methods separated by commas, e.g. '
+                          f'--config.{field}=kd,ijckd.')
+    names = [name.strip() for name in text.split(',') if name.strip()]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ConfigError(f"config.{field}={text!r} names {', '.join(repeated)} twice; each method is "
+                          'one column of the table.')
+    return names
 
 
 def validate_table(table, device_count):
@@ -88,10 +99,6 @@ def validate_table(table, device_count):
         if name not in table.method_settings:
             raise ConfigError(f"config.methods={table.methods!r}: '{name}' is not a method of this table; "
                               f'known: {known}.')
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise ConfigError(f"config.methods={table.methods!r} names {', '.join(repeated)} twice; each method is "
-                          'one column of the table.')
     if table.seeds_vectorized not in SEEDS_VECTORIZED:
         raise ConfigError(f'config.seeds_vectorized={table.seeds_vectorized!r} must be one of '
                           f"{', '.join(SEEDS_VECTORIZED)}.")

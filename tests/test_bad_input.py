@@ -196,8 +196,7 @@ def test_a_teacher_of_another_model_or_damaged_is_one_line_and_writes_nothing(te
                    '--workdir', str(tmp_path / 'run'), f'--config.teacher.checkpoint={export}'], tmp_path)
     assert_one_error_line(result, f"error: config.teacher.checkpoint='{export}' holds resnet8 with 100 classes, "
                                   'but the config asks for resnet14 with 100 classes; pass '
-                                  '--config.teacher.model=resnet8 and --config.data.num_classes=100, or '
-                                  'another teacher.')
+                                  '--config.teacher.model=resnet8, or another teacher.')
     damaged = tmp_path / 'damaged'
     save_frozen_model(damaged, load_frozen_model(export))
     os.remove(damaged / 'variables' / '_METADATA')
@@ -408,7 +407,7 @@ def test_a_teacher_of_other_classes_than_the_folders_cannot_serve_it_whatever_nu
 @pytest.mark.quick
 @pytest.mark.parametrize('field, value, expected', [
     ('student', 'resnet8X4', "config.demo.student: Unknown model 'resnet8X4'. Did you mean 'resnet8x4'?"),
-    ('methods', ('ce', 'kd2'), "config.demo.methods: Unknown objective 'kd2'. Did you mean 'kd'?"),
+    ('methods', 'ce,kd2', "config.demo.methods: Unknown objective 'kd2'. Did you mean 'kd'?"),
 ])
 def test_the_demos_students_are_checked_before_their_teacher_trains(field, value, expected, tmp_path):
     """The mistake is named by the demo's own field, and nothing is trained or written (one
@@ -429,7 +428,8 @@ def test_a_tfds_data_set_of_other_classes_than_num_classes_is_one_line_before_an
     config.data.update(dict(dataset='cifar10', data_dir=str(tmp_path / 'nothing_here')))
     with pytest.raises(ConfigError, match=re.escape("config.data.dataset='cifar10' has 10 classes, but "
                                                     'config.data.num_classes is 100; pass '
-                                                    '--config.data.num_classes=10.')):
+                                                    '--config.data.num_classes=10, or name the data set you mean '
+                                                    'with --config.data.dataset')):
         train_and_evaluate(config, str(tmp_path / 'run'))
     assert os.listdir(tmp_path) == []
     config.data.num_classes = 10
@@ -515,10 +515,151 @@ def test_a_loss_that_explodes_stops_the_run_before_its_epoch_is_kept():
     progress.flush()
     progress.record({'loss': 2500.0})
     with pytest.raises(Diverged, match=r'The loss is 2500 at step 4 \(over 2e\+03, 1000× the first\): the '
-                                       'run diverged and stops. The checkpoint of the last finished epoch is kept'):
+                                       'run diverged and stops. No epoch finished, so nothing of the run is kept;'):
+        progress.flush()
+    progress = Progress(steps_per_epoch=10, num_epochs=2, step=0, global_batch_size=8, runs=runs, every=100,
+                        learning_rate=lambda step: 0.1)
+    for loss in (2.0,) * 12 + (2500.0,):  # step 13: the first epoch of 10 steps has ended
+        progress.record({'loss': loss})
+    with pytest.raises(Diverged, match='at step 13 .* The checkpoint of the last finished epoch is kept;'):
         progress.flush()
     progress = Progress(steps_per_epoch=10, num_epochs=1, step=0, global_batch_size=8, runs=runs, every=1,
                         learning_rate=lambda step: 0.1)
     progress.record({'loss': 2.0})
     with pytest.raises(Diverged, match=r'The loss is nan at step 2 \(not finite\)'):
         progress.record({'loss': float('nan')})
+
+
+DIGITS_FIX = ("add data=digits to a CIFAR config's variant (e.g. --config configs/cifar_kd.py:resnet20-resnet8,"
+              "data=digits), which sets the digits' classes, image size and normalisation together")
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize('fields, expected', [
+    ({}, f"config.data.num_classes=100 is not the digits' 10 classes: {DIGITS_FIX}, or pass "
+         '--config.data.num_classes=10.'),
+    ({'num_classes': 5}, "config.data.num_classes=5 is not the digits' 10 classes"),
+    ({'num_classes': 10}, "config.data.mean=(0.5071, 0.4867, 0.4408) and std=(0.2675, 0.2565, 0.2761) are not the "
+                          f"digits' normalisation (mean 0.3049, std 0.3757 in every channel): {DIGITS_FIX}."),
+    ({'num_classes': 10, 'mean': (0.3049,) * 3, 'std': (0.3757,) * 3, 'image_size': 12},
+     f'config.data.image_size=12 must be a multiple of 8 for the 8×8 digits: {DIGITS_FIX}.'),
+    ({'eval_split': 'validation'}, "config.data.eval_split='validation' is not a split of the digits, which have "
+                                   "'train' and 'test'; pass --config.data.eval_split=test."),
+    ({'train_split': 'trian'}, "config.data.train_split='trian' is not a split of the digits, which have 'train' "
+                               "and 'test'; pass --config.data.train_split=train."),
+])
+def test_the_digits_check_their_classes_splits_size_and_normalisation_before_any_work(fields, expected):
+    """A CIFAR config with data.dataset=digits alone trained a 100-way classifier at 32 pixels
+    under CIFAR-100's normalisation without a word, and 5 classes was a NaN at step 1."""
+    config = cifar_teacher.get_config('resnet8')
+    config.data.update({'dataset': 'digits', **fields})
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        validate_config(config, 4)
+    validate_config(cifar_teacher.get_config('resnet8,data=digits'), 4)  # the fix the lines give
+
+
+def test_a_digits_split_typo_is_one_line_from_main(tmp_path):
+    result = main(['--config', f'{TEACHER_CONFIG},data=digits', '--workdir', str(tmp_path / 'run'),
+                   '--config.data.eval_split=validation'], tmp_path)
+    assert_one_error_line(result, "error: config.data.eval_split='validation' is not a split of the digits, which "
+                                  "have 'train' and 'test'; pass --config.data.eval_split=test.")
+    assert not (tmp_path / 'run').exists()
+
+
+def test_the_demos_methods_are_a_comma_separated_list_as_a_tables(tmp_path):
+    result = main(['--config', os.path.join(REPOSITORY, 'configs', 'demo.py'), '--workdir', str(tmp_path / 'demo'),
+                   '--config.demo.methods=kd,dkd2'], tmp_path)
+    assert_one_error_line(result, "error: config.demo.methods: Unknown objective 'dkd2'. Did you mean 'dkd'? Valid "
+                                  f"objectives: {', '.join(sorted(importlib.import_module('ijckd_jax.objectives').OBJECTIVES))}.")
+    assert not (tmp_path / 'demo').exists()
+
+
+def saved_teacher(directory, model='resnet20', classes=10, data=None):
+    """A saved teacher of zero weights, with the record of the data it was trained on, as a
+    training run's export writes it (None: a converted PyTorch checkpoint's, without one)."""
+    variables = jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), abstract_variables(model, classes))
+    save_frozen_model(directory, FrozenModel(model, classes, variables), record=data and {'data': data})
+    return str(directory)
+
+
+DIGITS_RECORD = dict(dataset='digits', image_size=16, mean=[0.3049] * 3, std=[0.3757] * 3)
+
+
+@pytest.mark.quick
+def test_a_teachers_record_leads_a_student_to_the_teachers_data(tmp_path):
+    """A student of a digits teacher, run without the digits flags: the advice names the data
+    set, and following it validates (the old advice, num_classes=10, led to 'cifar100 has 100
+    classes: pass num_classes=100', and round again)."""
+    checkpoint = saved_teacher(tmp_path / 'teacher', data=DIGITS_RECORD)
+    config = cifar_kd.get_config('resnet20-resnet8')
+    config.teacher.checkpoint = checkpoint
+    with pytest.raises(ConfigError, match=re.escape(
+            f"config.teacher.checkpoint='{checkpoint}' holds resnet20 trained on digits (10 classes, 16 pixels), but "
+            "the config trains on cifar100: train the student on the teacher's data (add data=digits to a CIFAR "
+            "config's variant (e.g. --config configs/cifar_kd.py:resnet20-resnet8,data=digits), which sets its "
+            'classes, image size and normalisation), or pass a teacher of cifar100.')):
+        validate_config(config, 4)
+    config = cifar_kd.get_config('resnet20-resnet8,data=digits')
+    config.teacher.checkpoint = checkpoint
+    validate_config(config, 4)
+    config.data.image_size = 32
+    with pytest.raises(ConfigError, match=re.escape(
+            f"config.teacher.checkpoint='{checkpoint}' holds resnet20 trained at 16 pixels, but "
+            'config.data.image_size is 32: the teacher would see images of another size; pass '
+            '--config.data.image_size=16.')):
+        validate_config(config, 4)
+
+
+@pytest.mark.quick
+def test_a_teacher_without_a_record_names_the_data_set_with_its_class_count(tmp_path):
+    checkpoint = saved_teacher(tmp_path / 'teacher')
+    config = cifar_kd.get_config('resnet20-resnet8')
+    config.teacher.checkpoint = checkpoint
+    with pytest.raises(ConfigError, match=re.escape(
+            f"config.teacher.checkpoint='{checkpoint}' holds resnet20 with 10 classes, but the config asks for "
+            'resnet20 with 100 classes; pass --config.teacher.model=resnet20 and a data set of 10 classes '
+            "(--config.data.dataset=... --config.data.num_classes=10; a CIFAR config's variant sets both with "
+            'data=cifar10, cifar100 or digits), or another teacher.')):
+        validate_config(config, 4)
+
+
+@pytest.mark.quick
+def test_a_teachers_run_directory_names_its_export(tmp_path):
+    saved_teacher(tmp_path / 'teacher_digits' / 'export', data=DIGITS_RECORD)
+    config = cifar_kd.get_config('resnet20-resnet8,data=digits')
+    config.teacher.checkpoint = str(tmp_path / 'teacher_digits')
+    with pytest.raises(ConfigError, match=re.escape(
+            f"config.teacher.checkpoint='{tmp_path}/teacher_digits' is a training run's directory; the model it "
+            f'trained is its export: pass --config.teacher.checkpoint={tmp_path}/teacher_digits/export.')):
+        validate_config(config, 4)
+
+
+@pytest.mark.quick
+def test_a_tfds_data_set_of_another_image_size_is_one_line_before_any_work(tmp_path):
+    config = short_teacher()
+    config.data.update(dict(image_size=16, data_dir=str(tmp_path / 'nothing_here')))
+    with pytest.raises(ConfigError, match=re.escape("config.data.dataset='cifar100' has 32×32 images, but "
+                                                    'config.data.image_size is 16; pass '
+                                                    '--config.data.image_size=32.')):
+        validate_config(config, 4)
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize('existed', [False, True])
+def test_a_run_that_stops_before_its_first_checkpoint_leaves_no_new_workdir(existed, tmp_path, monkeypatch):
+    """A loss that is NaN at step 1 (or Ctrl-C, or any failure) before the first epoch is kept
+    leaves nothing to resume: the workdir it created is removed; one that was there stays."""
+    from ijckd_jax.training import loop
+
+    def diverge(*arguments):
+        raise Diverged('The loss is nan at step 1 (not finite): the run diverged and stops.')
+    monkeypatch.setattr(loop, 'train_epochs', diverge)
+    workdir = tmp_path / 'runs' / 'ce'
+    if existed:
+        workdir.mkdir(parents=True)
+    config = cifar_teacher.get_config('resnet8,data=digits')
+    config.update(dict(global_batch_size=8, eval_batch_size=8, seeds=(0, 1)))
+    with pytest.raises(Diverged):
+        train_and_evaluate(config, str(workdir))
+    assert os.listdir(tmp_path / 'runs') == (['ce'] if existed else [])
+    assert not existed or os.listdir(workdir) == []

@@ -56,7 +56,7 @@ def test_the_demo_trains_and_writes_the_event_files_a_tensorflow_run_writes(tmp_
     result = run_without_tensorflow('main.py', [
         '--config', os.path.join(REPOSITORY, 'configs', 'demo.py'), '--workdir', str(tmp_path / 'demo'),
         '--config.num_epochs=1', '--config.steps_per_epoch=2', '--config.log_every_steps=1',
-        '--config.demo.teacher=resnet8', "--config.demo.methods=('ijckd',)",
+        '--config.demo.teacher=resnet8', '--config.demo.methods=ijckd',
         '--config.compilation_cache='], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'tensorflow imported: False' in result.stdout

@@ -63,14 +63,17 @@ def check_download(data):
                               f'directory here, and pass --config.data.data_dir={where}.') from None
 
 
-def class_count(data):
-    """The classes of the tfds data set's label feature, from the builder's own definition (no
-    data read, nothing downloaded); None where it has no class label."""
+def class_count_and_image_size(data):
+    """The classes of the tfds data set's label feature and the side of its images, from the
+    builder's own definition (no data read, nothing downloaded); None for either where the data
+    set has no class label, or images of varying or non-square size."""
     import tensorflow_datasets as tfds
 
     features = tfds.builder(data.dataset, data_dir=data.data_dir or None).info.features
     label = features['label'] if 'label' in features else None
-    return getattr(label, 'num_classes', None)
+    shape = getattr(features['image'], 'shape', None) if 'image' in features else None
+    size = shape[0] if shape and shape[0] is not None and shape[0] == shape[1] else None
+    return getattr(label, 'num_classes', None), size
 
 
 def process_split_name(split, process_index, process_count):

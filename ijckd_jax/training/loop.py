@@ -11,6 +11,7 @@ same batches in one step, each method × seed a run of its own in workdir/METHOD
 import contextlib
 import functools
 import os
+import shutil
 import signal
 import threading
 import time
@@ -39,8 +40,9 @@ from ijckd_jax.training.progress import Progress
 from ijckd_jax.training.runs import Run, assemble, listing, of_run, select
 from ijckd_jax.training.state import learning_rate
 from ijckd_jax.training.steps import count_correct, step_count
-from ijckd_jax.training.workdir import (History, WorkdirLock, check_belongs, check_same_examples, export_student,
-                                        flatten, record_run, summarize, write_summary)
+from ijckd_jax.training.workdir import (History, WorkdirLock, check_belongs, check_same_examples,
+                                        checkpointed_steps, export_student, flatten, record_run, summarize,
+                                        write_summary)
 
 # Jitted once: the student's and the teacher's classifier keep their shapes for the whole run.
 compare_classifier_weights = jax.jit(classifier_comparison)
@@ -99,16 +101,31 @@ def train_validated(config, runs, workdir):
         raise ConfigError(f'config.seeds={config.seeds!r} trains the seeds together from the training '
                           'split held on the devices, but it does not fit there; train each seed in its '
                           'own run with --config.seed.')
-    with contextlib.ExitStack() as locks:
-        if is_table(config) and jax.process_index() == 0:
-            os.makedirs(workdir, exist_ok=True)
-            record_table(workdir, config)
-        for run in runs:
-            os.makedirs(run.workdir, exist_ok=True)
-            locks.enter_context(WorkdirLock(run.workdir))
-            files.remove_abandoned(os.path.join(run.workdir, 'export'))
-            record_run(run.workdir, run.config, jax.device_count(), pipeline.steps_per_epoch, examples)
-        return train_in_workdirs(config, runs, pipeline, device_split, mesh, teacher_variables)
+    new_directories = [directory for directory in [workdir] + [run.workdir for run in runs]
+                       if not os.path.exists(directory)]
+    try:
+        with contextlib.ExitStack() as locks:
+            if is_table(config) and jax.process_index() == 0:
+                os.makedirs(workdir, exist_ok=True)
+                record_table(workdir, config)
+            for run in runs:
+                os.makedirs(run.workdir, exist_ok=True)
+                locks.enter_context(WorkdirLock(run.workdir))
+                files.remove_abandoned(os.path.join(run.workdir, 'export'))
+                record_run(run.workdir, run.config, jax.device_count(), pipeline.steps_per_epoch, examples)
+            return train_in_workdirs(config, runs, pipeline, device_split, mesh, teacher_variables)
+    except BaseException:
+        remove_if_nothing_kept(runs, new_directories)
+        raise
+
+
+def remove_if_nothing_kept(runs, new_directories):
+    """Removes the workdirs this run created where it stopped (diverged, interrupted, failed)
+    before any of its runs kept a checkpoint: there is nothing to resume or report."""
+    if jax.process_index() > 0 or any(checkpointed_steps(run.workdir) for run in runs):
+        return
+    for directory in new_directories:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def check_examples(runs, examples):

@@ -91,9 +91,10 @@ class Progress:
             why = 'not finite' if not np.isfinite(loss) else f'over {bound:.3g}, {DIVERGENCE_FACTOR:g}× the first'
             run = label(self.runs[index])
             run = f' of {run}' if run else ''
+            kept = ('The checkpoint of the last finished epoch is kept' if step > self.steps_per_epoch else
+                    'No epoch finished, so nothing of the run is kept')
             raise Diverged(f'The loss{run} is {loss:.4g} at step {step} ({why}): the run diverged and stops. '
-                           'The checkpoint of the last finished epoch is kept; lower the learning rate '
-                           'or check the data and the teacher.')
+                           f'{kept}; lower the learning rate or check the data and the teacher.')
 
 
 def unstack(metrics, count):

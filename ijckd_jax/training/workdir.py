@@ -11,7 +11,7 @@ from absl import logging
 
 from ijckd_jax import files
 from ijckd_jax.errors import WorkdirError
-from ijckd_jax.frozen_model import FrozenModel, save_frozen_model
+from ijckd_jax.frozen_model import TRAINING_DATA, FrozenModel, save_frozen_model
 from ijckd_jax.objectives import get_objective
 from ijckd_jax.training.state import merge_variables
 
@@ -223,4 +223,5 @@ def export_student(state, config, workdir):
     if jax.process_index() == 0:
         save_frozen_model(os.path.join(workdir, 'export'),
                           FrozenModel(config.student.model, config.data.num_classes, variables),
-                          source=os.path.abspath(workdir), replace=True)
+                          source=os.path.abspath(workdir), replace=True,
+                          record={'data': {name: config.data[name] for name in TRAINING_DATA}})

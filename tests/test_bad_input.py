@@ -277,6 +277,10 @@ def test_ctrl_c_stops_after_the_last_checkpoint_with_one_line(tmp_path):
     assert process.wait(timeout=120) == 130, ''.join(lines[-30:])
     assert lines[-1].strip() == ('interrupted: the checkpoints of the finished epochs are kept; run the '
                                  'same command to resume.')
+    # What the first Ctrl-C does: the loop stops dispatching, and what was dispatched runs first.
+    assert any(line.rstrip().endswith('Ctrl-C: stopping once the steps already sent to the devices have run; the '
+                                      'run keeps its last finished epoch (press Ctrl-C again to stop at once).')
+               for line in lines)
     assert not any('Traceback' in line for line in lines)
     saved = os.listdir(tmp_path / 'run' / 'checkpoints')
     assert all(name.isdigit() for name in saved) and '4' in saved  # every save finished
@@ -663,3 +667,20 @@ def test_a_run_that_stops_before_its_first_checkpoint_leaves_no_new_workdir(exis
         train_and_evaluate(config, str(workdir))
     assert os.listdir(tmp_path / 'runs') == (['ce'] if existed else [])
     assert not existed or os.listdir(workdir) == []
+
+
+@pytest.mark.quick
+def test_crd_on_a_split_smaller_than_its_negatives_says_what_it_costs(tmp_path, caplog):
+    """CRD's 16,384 negatives on the 1,437 digits ran about 10× KD's step without a word."""
+    from types import SimpleNamespace
+
+    from ijckd_jax.training.loop import check_examples
+
+    crd = SimpleNamespace(loss=cifar_kd.get_config().loss.__class__(dict(name='crd', negatives=16384)))
+    runs = [Run(crd, str(tmp_path / f'seed_{seed}'), None) for seed in (0, 1)]
+    with caplog.at_level('WARNING'):
+        check_examples(runs, 1437, 'method_settings.METHOD.loss')
+    assert [record.getMessage() for record in caplog.records] == [
+        'CRD scores 16384 negatives per example each step (its CIFAR-100 setting), more than the 1437 examples of '
+        'this split: its step costs several times that of KD here; --config.method_settings.crd.loss.negatives=N '
+        'sets fewer.']

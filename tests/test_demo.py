@@ -2,12 +2,13 @@
 import functools
 import json
 import os
+import re
 
 import numpy as np
 import pytest
 
 from configs import demo
-from conftest import CPU_DEVICES
+from conftest import CPU_DEVICES, REPOSITORY
 from ijckd_jax.cli import predict as predict_command
 from ijckd_jax.config import validate_config
 from ijckd_jax.data.folders import class_names
@@ -20,12 +21,20 @@ from ijckd_jax.training.mesh import Mesh
 from test_sources import folder_config, write_folder
 
 
-def test_demo_trains_the_teacher_then_each_student_and_prints_the_table(tmp_path, capsys):
+def test_demo_trains_the_teacher_then_each_student_and_prints_the_table(tmp_path, capsys, caplog):
     config = demo.get_config()
     config.demo.teacher = 'resnet8'  # smaller than the demo's resnet20, and test_without_tensorflow's demo
-    config.update(dict(num_epochs=1, steps_per_epoch=2, log_every_steps=1))
-    run_demo(config, str(tmp_path))
+    config.update(dict(num_epochs=1, steps_per_epoch=2))
+    with caplog.at_level('INFO', logger='absl'):
+        run_demo(config, str(tmp_path))
     printed = capsys.readouterr().out
+    # docs/demo.md's count of the demo's log lines: one per epoch of its two runs (the teacher's,
+    # the students' table), and the rest, which does not grow with the epochs.
+    logged = [record for record in caplog.records if record.name == 'absl' and 'orbax' not in record.pathname]
+    stated = re.search(r'its log (\d+) lines: (\d+) and one per epoch of each of its two runs', ' '.join(
+        open(os.path.join(REPOSITORY, 'docs', 'demo.md')).read().split()))
+    assert (int(stated[1]), int(stated[2])) == (len(logged) - 2 + 2 * demo.get_config().num_epochs, len(logged) - 2), \
+        [record.getMessage() for record in logged]
     assert (tmp_path / 'demo.md').read_text().strip() in printed
     rows = [line for line in printed.splitlines()
             if line.startswith(('| teacher', '| student')) and ' M | ' not in line]

@@ -119,3 +119,27 @@ def test_the_check_finds_what_does_not_exist():
     for missing in ('configs/cifar_ikd.py', 'configs/cifar_teacher.py:resnet9'):
         with pytest.raises(ValueError):
             problems_of(f'python main.py --config {missing} --workdir x')
+
+
+def test_every_objectives_settings_and_defaults_are_in_the_settings_table():
+    """docs/objectives.md's table of settings names each objective once with every setting and
+    its default, as the objective's module defines them."""
+    from ijckd_jax.objectives import OBJECTIVES
+
+    text = open(os.path.join(REPOSITORY, 'docs', 'objectives.md')).read()
+    table = text.split('## Every setting, its default')[1].split('\n## ')[0]
+    rows = dict(re.findall(r'^\| `(\w+)` \| ([^|]*) \|', table, re.MULTILINE))
+    assert sorted(rows) == sorted(OBJECTIVES)
+    for name, objective in OBJECTIVES.items():
+        expected = ', '.join(f'`{setting}` {value:g}' if not isinstance(value, str) else f'`{setting}` {value}'
+                             for setting, value in objective.defaults.items()) or 'none'
+        assert rows[name].strip() == expected, name
+
+
+def test_every_installed_command_is_named_where_the_commands_are_listed():
+    for path in ('README.md', 'docs/install.md'):
+        text = ' '.join(open(os.path.join(REPOSITORY, path)).read().split())
+        assert [name for name in SCRIPTS if f'`{name}`' not in text] == [], path
+    install = ' '.join(open(os.path.join(REPOSITORY, 'docs', 'install.md')).read().split())
+    words = {7: 'seven', 8: 'eight', 9: 'nine', 10: 'ten'}
+    assert f'{words[len(SCRIPTS)]} commands' in install

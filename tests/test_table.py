@@ -282,3 +282,17 @@ def test_a_table_over_streamed_images_reads_each_batch_once_for_all_methods(tmp_
     assert [summary['objective'] for summary in summaries] == ['ce', 'ce']
     jax.tree.map(np.testing.assert_array_equal, final_state(tmp_path / 'table' / 'ce' / 'seed_0'),
                  final_state(tmp_path / 'table' / 'ce_again' / 'seed_0'))
+
+
+@pytest.mark.quick
+def test_the_epoch_line_says_which_number_is_which_seeds():
+    from types import SimpleNamespace
+
+    from ijckd_jax.training.runs import Run, listing, seed_order
+
+    runs = [Run(SimpleNamespace(seed=seed), '', (method, position)) for method in ('kd', 'srrl')
+            for position, seed in enumerate((0, 3))]
+    assert seed_order(runs) + ': ' + listing([45.1, 45.3, 46.0, 46.25], runs, 2) == \
+        ' (seeds 0/3): kd 45.10/45.30, srrl 46.00/46.25'
+    alone = [Run(SimpleNamespace(seed=3), '', ('kd', None))]
+    assert seed_order(alone) + listing([45.1], alone, 2) == 'kd 45.10'

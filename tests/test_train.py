@@ -71,6 +71,9 @@ def test_teacher_training_through_main_writes_everything(teacher):
     assert re.findall(r'\] step (\d)/4  loss', log) == ['1', '3']
     assert 'Total: 83,892' not in log and '[Hyperparameters]' not in log and '] [2] ' not in log
     assert 'Unable to initialize backend' not in log
+    # Before the first step's long wait, a line says it compiles; after it, how long it took.
+    compiling = log.index('Compiling the train step (or reading it from the compilation cache).')
+    assert compiling < log.index('Compiled and ran the first step in ') < log.index('] step 1/4  loss')
     # TensorBoard: percentages, the learning rate of every step, the test loss of every epoch.
     written = scalars(workdir)
     assert written['learning_rate'] == {step: pytest.approx(0.05) for step in (1, 2, 3, 4)}

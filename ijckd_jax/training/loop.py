@@ -37,7 +37,7 @@ from ijckd_jax.training.experiment import create_experiment, create_table_experi
 from ijckd_jax.training.mesh import Mesh
 from ijckd_jax.training.metrics import DETAILS, create_writer, details_shown
 from ijckd_jax.training.progress import Progress
-from ijckd_jax.training.runs import Run, assemble, listing, of_run, select
+from ijckd_jax.training.runs import Run, assemble, listing, of_run, seed_order, select
 from ijckd_jax.training.state import learning_rate
 from ijckd_jax.training.steps import count_correct, step_count
 from ijckd_jax.training.workdir import (History, WorkdirLock, check_belongs, check_same_examples,
@@ -93,7 +93,7 @@ def train_validated(config, runs, workdir):
     mesh = Mesh()
     device_split = place_training_data(config, pipeline, mesh)
     examples = split_size(device_split)
-    check_examples(runs, examples)
+    check_examples(runs, examples, 'method_settings.METHOD.loss' if is_table(config) else 'loss')
     if config.seeds and jax.default_backend() == 'cpu' and (not is_table(config) or vectorize_seeds(config)):
         logging.warning('Seeds vmapped on a CPU are slower than one after another (5 seeds took 15x one '
                         'seed\'s step: bench/RESULTS.md); consider separate runs with --config.seed.')
@@ -128,9 +128,11 @@ def remove_if_nothing_kept(runs, new_directories):
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def check_examples(runs, examples):
+def check_examples(runs, examples, field='loss'):
     """Runs whose objective indexes the training split (CRD) have it on the devices, of the
-    size their memory bank was made for."""
+    size their memory bank was made for; `field`, where a run's loss settings are set (a
+    table's: 'method_settings.METHOD.loss')."""
+    warned = set()
     for run in runs:
         if get_objective(run.config.loss.name).uses_examples:
             if examples is None:
@@ -138,6 +140,13 @@ def check_examples(runs, examples):
                                   "example's position in the training split, but the split does not fit on the "
                                   'devices; train on a smaller split or devices with more memory.')
             check_same_examples(run.workdir, examples)
+            negatives = run.config.loss.get('negatives', 0)
+            if negatives > examples and run.config.loss.name not in warned:
+                warned.add(run.config.loss.name)
+                logging.warning('%s scores %d negatives per example each step (its CIFAR-100 setting), more than the '
+                                '%d examples of this split: its step costs several times that of KD here; '
+                                '--config.%s.negatives=N sets fewer.', run.config.loss.name.upper(), negatives,
+                                examples, field.replace('METHOD', run.config.loss.name))
 
 
 def split_size(device_split):
@@ -336,8 +345,9 @@ def train_epoch(config, experiment, state, pipeline, device_split, mesh, index, 
 
 
 class StopRequest:
-    """Ctrl-C while training, taken at a safe point: the first one stops the loop after its
-    current step (a checkpoint being saved is finished first), a second one at once."""
+    """Ctrl-C while training, taken at a safe point: the first one stops the loop at its next
+    dispatch (the steps dispatched before run first, and a checkpoint being saved is finished),
+    a second one at once."""
 
     def __enter__(self):
         self.requested, self.previous = False, None
@@ -349,7 +359,8 @@ class StopRequest:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        logging.warning('Ctrl-C: stopping after this step (press it again to stop at once).')
+        logging.warning('Ctrl-C: stopping once the steps already sent to the devices have run; the run keeps '
+                        'its last finished epoch (press Ctrl-C again to stop at once).')
 
     def check(self):
         """Stops here (KeyboardInterrupt) if Ctrl-C was pressed."""
@@ -384,8 +395,9 @@ def train_epochs(config, experiment, state, pipeline, device_split, mesh, runs, 
             run.writer.write_scalars(step, {f'test_{name}': value for name, value in run_accuracy.items()})
             checkpoints.save(run.manager, select(state, run.index), entry)
         seconds = time.time() - start
-        logging.info('Epoch %d/%d: test top-1 %s%%, train top-1 %s%%, loss %s; %.1f s at %.1f images/s, ETA %s.',
-                     epoch, config.num_epochs, listing([values['top1'] for values in run_accuracies], runs, 2),
+        logging.info('Epoch %d/%d%s: test top-1 %s%%, train top-1 %s%%, loss %s; %.1f s at %.1f images/s, ETA %s.',
+                     epoch, config.num_epochs, seed_order(runs),
+                     listing([values['top1'] for values in run_accuracies], runs, 2),
                      listing([values['train_top1'] for values in training], runs, 2),
                      listing([values['loss'] for values in training], runs, 4), seconds, rate,
                      time.strftime('%H:%M:%S', time.gmtime((config.num_epochs - epoch) * seconds)))

@@ -7,7 +7,7 @@ import numpy as np
 from absl import logging
 
 from ijckd_jax.errors import Diverged
-from ijckd_jax.training.runs import label, listing, of_run
+from ijckd_jax.training.runs import label, listing, of_run, seed_order
 
 # A loss this many times the run's first (or 1, if larger) is taken for divergence: an
 # exploding run grows by orders of magnitude within a few steps; a healthy one falls or wobbles.
@@ -29,12 +29,20 @@ class Progress:
         self.window_start = time.time()
         self.first_losses = [None] * len(runs)
         self.start_epoch()
+        # The first dispatch waits for XLA to compile the train step: a minute or more on a CPU
+        # before anything else is printed, unless the compilation cache holds it.
+        self.compiling = time.time()
+        logging.info('Compiling the train step (or reading it from the compilation cache).')
 
     def start_epoch(self):
         self.epoch_sums, self.epoch_steps, self.epoch_seconds = [{} for _ in self.runs], 0, 0.0
 
     def record(self, metrics, count=1):
         """The metrics of one step, or of `count` steps stacked by one dispatch."""
+        if self.compiling is not None:
+            jax.block_until_ready(metrics)
+            logging.info('Compiled and ran the first step in %.1f s.', time.time() - self.compiling)
+            self.compiling = None
         if not self.pending:  # a window starts at its first step, not during evaluation
             self.window_start = time.time()
         self.pending.append((metrics, count))
@@ -67,8 +75,8 @@ class Progress:
         if line:
             rate = len(steps) * self.batch / max(now - self.window_start, 1e-9)
             remaining = (self.total_steps - self.step) * self.batch / max(rate, 1e-9)
-            logging.info('step %d/%d  loss %s  %.1f images/s  ETA %s', self.step, self.total_steps,
-                         listing([run_means['loss'] for run_means in means], self.runs, 4), rate,
+            logging.info('step %d/%d%s  loss %s  %.1f images/s  ETA %s', self.step, self.total_steps,
+                         seed_order(self.runs), listing([run_means['loss'] for run_means in means], self.runs, 4), rate,
                          time.strftime('%H:%M:%S', time.gmtime(remaining)))
         self.pending, self.window_start = [], now
 

@@ -58,12 +58,19 @@ def of_run(values, index):
 
 
 def listing(numbers, runs, digits):
-    """One number per run as a log shows them: '45.10 45.30' over seeds; 'ce 45.10 45.30,
-    kd 46.00 46.20' over a table's methods."""
+    """One number per run as a log shows them: '45.10/45.30' over seeds (in seed_order's
+    order); 'ce 45.10/45.30, kd 46.00/46.20' over a table's methods."""
     groups = {}
     for number, run in zip(numbers, runs):
         groups.setdefault(method_of(run.index), []).append(f'{number:.{digits}f}')
-    return ', '.join(' '.join(([method] if method else []) + group) for method, group in groups.items())
+    return ', '.join(' '.join(([method] if method else []) + ['/'.join(group)]) for method, group in groups.items())
+
+
+def seed_order(runs):
+    """' (seeds 0/3)': which seed each number of a listing is, for runs over several seeds; ''
+    for one."""
+    seeds = list(dict.fromkeys(run.config.seed for run in runs if position_of(run.index) is not None))
+    return f" (seeds {'/'.join(map(str, seeds))})" if len(seeds) > 1 else ''
 
 
 def assemble(parts, indices):

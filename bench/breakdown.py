@@ -22,6 +22,7 @@ import torch
 from jax.profiler import ProfileData
 
 import step as bench  # bench/step.py, beside this file
+from ijckd_jax.training import steps
 
 STEPS = 3
 
@@ -52,12 +53,12 @@ def classify(name, operations, computations):
 def profile_ours(experiment, inputs):
     state = experiment.state
     for _ in range(STEPS):
-        state, metrics = experiment.train_step(state, experiment.teacher_variables, *inputs)
+        state, metrics = steps.train(state, experiment.teacher_variables, tuple(inputs), experiment.spec)
     jax.block_until_ready(metrics)
     trace = os.path.join(DUMP, 'trace')
     jax.profiler.start_trace(trace)
     for _ in range(STEPS):
-        state, metrics = experiment.train_step(state, experiment.teacher_variables, *inputs)
+        state, metrics = steps.train(state, experiment.teacher_variables, tuple(inputs), experiment.spec)
     jax.block_until_ready(metrics)
     jax.profiler.stop_trace()
     module = max(glob.glob(os.path.join(DUMP, '*jit_train_step*after_optimizations.txt')), key=os.path.getmtime)

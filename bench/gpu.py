@@ -9,7 +9,7 @@ global deadline (DEADLINE seconds):
 
 1. environment: the device, the driver, the versions, what float32 means for each framework;
 2. step: our IJCKD step resnet32x4 → resnet8x4 at batch 64 and 256, float32 (TF32, XLA's
-   default on GPUs) and bfloat16, 1 and 16 steps per dispatch (experiment.train_steps(count),
+   default on GPUs) and bfloat16, 1 and 16 steps per dispatch (steps.dispatch of count steps,
    the batch drawn from a CIFAR-sized split on the device), against bench/step.py's PyTorch step
    on the same device: eager, and the whole step (forward, backward, SGD) in one CUDA graph;
 3. seeds: 5 seeds vmapped in one step against 1 seed;
@@ -63,8 +63,10 @@ from step import (EXAMPLES, STEPS_PER_EPOCH, TorchStep, benchmark_table, build_c
 from ijckd_jax.data.device import epoch_order, place_split
 from ijckd_jax.frozen_model import FrozenModel, save_frozen_model
 from ijckd_jax.runtime import enable_compilation_cache
+from ijckd_jax.training import steps
 from ijckd_jax.training.experiment import create_experiment
 from ijckd_jax.training.mesh import Mesh
+from ijckd_jax.training.steps import SplitBatch
 
 # Seconds for the whole run: 6 minutes on the loan, less the imports and a figure begun just before it.
 DEADLINE = 330
@@ -243,13 +245,11 @@ def step_config(sizes, batch, dtype):
                                            image_size=sizes.image_size, dtype=dtype))
 
 
-def our_seconds(experiment, state, inputs, count, sizes):
-    """Seconds per step of experiment.train_steps(count), the batch drawn on the device; `state`
-    holds the train state, which each step donates and replaces."""
-    step = experiment.train_steps(count)
-
+def our_seconds(experiment, state, batch, count, sizes):
+    """Seconds per step of steps.dispatch of `count` steps, the batch drawn on the device;
+    `state` holds the train state, which each step donates and replaces."""
     def call():
-        state[0], _ = step(state[0], experiment.teacher_variables, *inputs)
+        state[0], _ = steps.dispatch(state[0], experiment.teacher_variables, batch, experiment.spec, count)
 
     steps_per_round = max(sizes.dispatches)
     return seconds_per_step(call, count, steps_per_round // count, sizes.rounds,
@@ -257,8 +257,8 @@ def our_seconds(experiment, state, inputs, count, sizes):
 
 
 def device_inputs(split, mesh, experiment):
-    """The train step's inputs with the split on the devices: the split, epoch 0's order, the seeds."""
-    return (*split, epoch_order(split, 0, mesh, experiment.seeds), experiment.seeds)
+    """The train step's batch with the split on the devices: the split, epoch 0's order, the seeds."""
+    return SplitBatch(*split, epoch_order(split, 0, mesh, experiment.seeds), experiment.seeds)
 
 
 class DeviceTorchStep(TorchStep):
@@ -337,12 +337,11 @@ def ijckd_step(recorder, arguments, sizes):
 
 def our_rows(recorder, config, mesh, split, teacher_variables, sizes, figure):
     """Our rows of one batch and dtype, one per number of steps per dispatch."""
-    experiment = create_experiment(config, mesh, STEPS_PER_EPOCH, teacher_variables, data_on_device=True,
-                                   examples=EXAMPLES)
+    experiment = create_experiment(config, mesh, STEPS_PER_EPOCH, teacher_variables, EXAMPLES)
     inputs, state = device_inputs(split, mesh, experiment), [experiment.state]
     for count in sizes.dispatches:
         recorder.measure(f'{figure}, {count} step(s) per dispatch',
-                         f'experiment.train_steps({count}), the batch drawn on the device',
+                         f'steps.dispatch of {count} step(s), the batch drawn on the device',
                          lambda: our_seconds(experiment, state, inputs, count, sizes),
                          images=config.global_batch_size)
 
@@ -375,8 +374,7 @@ def seeds(recorder, arguments, sizes):
     measured = []
     for count in (1, sizes.seeds):
         config.seeds = tuple(range(count)) if count > 1 else ()
-        experiment = create_experiment(config, mesh, STEPS_PER_EPOCH, teacher_variables, data_on_device=True,
-                                       examples=EXAMPLES)
+        experiment = create_experiment(config, mesh, STEPS_PER_EPOCH, teacher_variables, EXAMPLES)
         inputs = device_inputs(split, mesh, experiment)
         measured.append(recorder.measure(
             f"seeds: {count} seed{'s vmapped' if count > 1 else ''}, {sizes.pair}, batch {batch}, {config.dtype}",

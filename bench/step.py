@@ -1,7 +1,7 @@
 """Times our jitted train step against a PyTorch implementation of the very same step.
 
     python bench/step.py --pair resnet32x4-resnet8x4 --objective ijckd --batch 64
-    python bench/step.py --pair resnet32x4-resnet8x4 --objective METHOD --batch 64  # fitnet at vid rkd pkt ofd crd wsld dkd
+    python bench/step.py --pair resnet32x4-resnet8x4 --objective METHOD --batch 64  # fitnet at vid rkd pkt ofd ...
     python bench/step.py --pair resnet8x4 --objective ce --batch 64          # teacher training
     python bench/step.py --pair resnet32x4-resnet8x4 --objective ijckd --eval
     python bench/step.py --pair resnet32x4-resnet8x4 --data-on-device     # batches drawn in the step
@@ -45,9 +45,11 @@ from ijckd_jax.torch_models.distillers import (PKT, Attention, ConnectorConvBN, 
                                                RKDLoss, VIDLoss, align_list, class_negatives, dkd_forward_train,
                                                margins_of, sample_contrast_indices, torch_ofd_loss, wsld_forward)
 from ijckd_jax.objectives import get_objective, loss_overrides, resolve_settings
-from ijckd_jax.table import method_configs
-from ijckd_jax.training.experiment import create_experiment, create_table_experiment, vectorize_seeds
+from ijckd_jax.training.layout import rows_of
+from ijckd_jax.training import steps
+from ijckd_jax.training.experiment import create_experiment, vectorize_seeds
 from ijckd_jax.training.mesh import Mesh
+from ijckd_jax.training.steps import SplitBatch
 
 SUPPORTED = ('ce', 'kd', 'srrl', 'simkd', 'ijckd', 'fitnet', 'at', 'vid', 'rkd', 'pkt', 'ofd', 'crd', 'wsld', 'dkd')
 # The methods RepDistiller trains (helper/loops.py train_distill): γ·CE + α·KD + β·their loss,
@@ -397,8 +399,7 @@ def main():
     mesh = Mesh()
     teacher_state, teacher_variables = teacher_weights(config)
     experiment = create_experiment(config, mesh, STEPS_PER_EPOCH, teacher_variables,
-                                   data_on_device=arguments.data_on_device,
-                                   examples=EXAMPLES if arguments.data_on_device else None)
+                                   EXAMPLES if arguments.data_on_device else None)
     size = config.data.image_size
     images, labels = random_batch(config, arguments.batch)
     host_split, index = None, None
@@ -410,10 +411,10 @@ def main():
             index = np.random.default_rng(1).choice(EXAMPLES, arguments.batch, replace=False)
             images, labels = host_split.images[index], host_split.labels[index]
     global_images, global_labels = mesh.shard(images, labels)
-    inputs = (global_images, global_labels)
+    batch = (global_images, global_labels)
     if arguments.data_on_device:
         split = place_split(host_split, mesh)
-        inputs = (*split, epoch_order(split, 0, mesh, experiment.seeds), experiment.seeds)
+        batch = SplitBatch(*split, epoch_order(split, 0, mesh, experiment.seeds), experiment.seeds)
     torch_step = TorchStep(config, teacher_state, None if host_split is None else host_split.labels)
     torch_images, torch_labels = torch.from_numpy(images), torch.from_numpy(labels).long()
     torch_index = None if index is None else torch.from_numpy(index).long()
@@ -423,14 +424,14 @@ def main():
         mask = mesh.shard(np.ones(arguments.batch, bool))[0]
 
         def ours():
-            jax.block_until_ready(experiment.eval_step(state[0], experiment.teacher_variables,
-                                                       global_images, global_labels, mask))
+            jax.block_until_ready(steps.evaluate(state[0], experiment.teacher_variables,
+                                                 (global_images, global_labels, mask, None), experiment.spec))
 
         def theirs():
             torch_step.evaluate(torch_images)
     else:
         def ours():
-            state[0], metrics = experiment.train_step(state[0], experiment.teacher_variables, *inputs)
+            state[0], metrics = steps.train(state[0], experiment.teacher_variables, batch, experiment.spec)
             jax.block_until_ready(metrics)
 
         def theirs():
@@ -463,33 +464,32 @@ def benchmark_table(arguments):
     table.methods, table.seeds_vectorized, table.dtype = arguments.table, arguments.seeds_vectorized, arguments.dtype
     table.global_batch_size = table.eval_batch_size = arguments.batch
     table.seeds = tuple(range(arguments.seeds)) if arguments.seeds > 1 else ()
-    configs = method_configs(table)
+    configs = rows_of(table)
     for config in configs.values():
-        config.seeds = table.seeds
+        config.seeds, config.seeds_vectorized = table.seeds, table.seeds_vectorized
     mesh = Mesh()
     _, teacher_variables = teacher_weights(table)
     examples = EXAMPLES if arguments.data_on_device else None
-    experiments = {'table': create_table_experiment(table, configs, mesh, STEPS_PER_EPOCH, teacher_variables,
-                                                    data_on_device=arguments.data_on_device, examples=examples)}
+    experiments = {'table': create_experiment(table, mesh, STEPS_PER_EPOCH, teacher_variables, examples)}
     for method, config in configs.items():
         uses_teacher = get_objective(config.loss.name).uses_teacher
         experiments[method] = create_experiment(config, mesh, STEPS_PER_EPOCH,
-                                                teacher_variables if uses_teacher else {},
-                                                data_on_device=arguments.data_on_device, examples=examples)
+                                                teacher_variables if uses_teacher else {}, examples)
     images, labels = random_batch(table, arguments.batch)
-    inputs = mesh.shard(images, labels)
+    batch = tuple(mesh.shard(images, labels))
     if arguments.data_on_device:
         split = place_split(cifar_sized_split(table.data.image_size, table.data.num_classes), mesh)
-        inputs = (*split, epoch_order(split, 0, mesh, experiments['table'].seeds), experiments['table'].seeds)
+        batch = SplitBatch(*split, epoch_order(split, 0, mesh, experiments['table'].seeds), experiments['table'].seeds)
     states = {name: experiment.state for name, experiment in experiments.items()}
     compiled, compile_seconds = {}, {}
     for name, experiment in experiments.items():
         start = time.perf_counter()
-        compiled[name] = experiment.train_step.lower(states[name], experiment.teacher_variables, *inputs).compile()
+        compiled[name] = steps.train.lower(states[name], experiment.teacher_variables, batch,
+                                           experiment.spec).compile()
         compile_seconds[name] = time.perf_counter() - start
 
     def step(name):
-        states[name], metrics = compiled[name](states[name], experiments[name].teacher_variables, *inputs)
+        states[name], metrics = compiled[name](states[name], experiments[name].teacher_variables, batch)
         jax.block_until_ready(metrics)
 
     for _ in range(2):

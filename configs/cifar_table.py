@@ -16,7 +16,7 @@ from configs import (cifar_at, cifar_crd, cifar_dkd, cifar_fitnet, cifar_ijckd, 
                      cifar_ijckd_joint, cifar_kd, cifar_ofd, cifar_pkt, cifar_rkd, cifar_simkd, cifar_srrl,
                      cifar_teacher, cifar_teacher_classifier, cifar_vid, cifar_wsld)
 from configs.common import LOW_LEARNING_RATE_STUDENTS, TABLE1_PAIRS, parse_variant, pop_protocol
-from ijckd_jax.table import table_config
+from ijckd_jax.training.layout import table_config
 
 # Each method's config file; 'ce' is the student trained alone (configs/cifar_teacher.py).
 METHOD_CONFIGS = {'ce': cifar_teacher, 'fitnet': cifar_fitnet, 'kd': cifar_kd, 'vid': cifar_vid, 'rkd': cifar_rkd,

@@ -56,6 +56,10 @@ def base_config(data=CIFAR100):
     # Several seeds, e.g. (0, 1, 2, 3, 4), trained together in one process, one step vmapped
     # over them (the split on the devices, shared); each seed's run in workdir/seed_{seed}.
     config.seeds = ()
+    # How config.seeds step together: vmapped in one step ('vmap'), one after another in it
+    # ('in_turn'), or 'auto': vmapped on accelerators, in turn on a CPU, where that measured
+    # faster (bench/RESULTS.md); a comparison table defaults to 'auto'.
+    config.seeds_vectorized = 'vmap'
     # on_device: an in-memory training split that fits is held on the devices, and each
     # step's batch is drawn, cropped and flipped inside the jitted step (ijckd_jax/data/device.py).
     config.data = ml_collections.ConfigDict(dict(data, data_dir='', download=False, on_device=True))

@@ -14,7 +14,7 @@ The other rows of the paper's Table 5 come from those methods' own papers and re
 protocol=paper|authors_code; --config.methods may also name simkd.
 """
 from configs import imagenet_ijckd
-from ijckd_jax.table import table_config
+from ijckd_jax.training.layout import table_config
 
 VARIANTS = imagenet_ijckd.VARIANTS
 METHODS = 'ce,kd,at,wsld,dkd,srrl,ijckd'  # Table 5's rows that this project implements (not CRD)

@@ -288,8 +288,14 @@ def check_batches(config, device_count):
                f'must be a multiple of the {device_count} devices the batch is sharded over')
 
 
+SEEDS_VECTORIZED = ('auto', 'vmap', 'in_turn')
+
+
 def check_seeds(config):
-    """config.seeds: distinct integers ≥ 0, trained together only from a split on the devices."""
+    """config.seeds: distinct integers ≥ 0, trained together only from a split on the devices,
+    vmapped or in turn."""
+    if config.seeds_vectorized not in SEEDS_VECTORIZED:
+        refuse('seeds_vectorized', config.seeds_vectorized, f"must be one of {', '.join(SEEDS_VECTORIZED)}")
     seeds = config.seeds
     if not isinstance(seeds, (tuple, list)) or not all(
             isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 for seed in seeds):

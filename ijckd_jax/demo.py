@@ -17,7 +17,7 @@ from ijckd_jax.deploy.cost import latency
 from ijckd_jax.errors import ConfigError
 from ijckd_jax.models import check_model_name
 from ijckd_jax.objectives import get_objective, resolve_settings
-from ijckd_jax.table import split_methods, table_config
+from ijckd_jax.training.layout import split_methods, table_config
 from ijckd_jax.training.loop import train_and_evaluate
 
 

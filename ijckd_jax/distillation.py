@@ -14,7 +14,7 @@ import flax.linen as nn
 from ijckd_jax.connectors import Connector, average_pool_to, check_connector_name
 from ijckd_jax.models import ImageClassifier, create_model
 from ijckd_jax.models.layers import global_average_pool, torch_linear_init
-from ijckd_jax.objectives import DistillationOutputs, get_objective, resolve_settings
+from ijckd_jax.objectives import DistillationOutputs, Objective, get_objective, resolve_settings
 
 
 class Distiller(NamedTuple):
@@ -157,8 +157,8 @@ def forward(distiller: Distiller, variables, teacher_variables, images, train: b
     return DistillationOutputs(**outputs), updated
 
 
-def evaluation_logits(outputs: DistillationOutputs, objective_name: str):
+def evaluation_logits(outputs: DistillationOutputs, objective: Objective):
     """The logits of the classifier that predicts at test time for this objective."""
     field = {'student': 'student_logits', 'teacher': 'teacher_classifier_logits',
-             'joint': 'joint_student_logits'}[get_objective(objective_name).evaluation_classifier]
+             'joint': 'joint_student_logits'}[objective.evaluation_classifier]
     return getattr(outputs, field)

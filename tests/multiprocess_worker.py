@@ -26,22 +26,24 @@ def run_steps(config, mesh, runs, teacher_variables):
     import jax
     import jax.numpy as jnp
     import numpy as np
+    from ijckd_jax.training import steps
     from ijckd_jax.training.experiment import create_experiment
     from rounding import one_ulp_away
 
     experiment = create_experiment(config, mesh, 100, teacher_variables)
+    [row] = experiment.state  # a run alone: one row
     # Replicated arrays: this process's first copy is the whole value.
     local = lambda array: np.asarray(array.addressable_data(0))  # noqa: E731
     results = []
     for batches, draw in runs:
         state, losses = jax.tree.map(jnp.copy, experiment.state), []  # each step donates the state
         if draw is not None:
-            state = state.replace(params=one_ulp_away(state.params, draw))
+            state = {row: state[row].replace(params=one_ulp_away(state[row].params, draw))}
         for images, labels in batches:
-            state, metrics = experiment.train_step(state, experiment.teacher_variables,
-                                                   *mesh.shard(images, labels))
-            losses.append(metrics['loss'])
-        results.append({'params': jax.tree.map(local, state.params),
+            state, metrics = steps.train(state, experiment.teacher_variables, tuple(mesh.shard(images, labels)),
+                                         experiment.spec)
+            losses.append(metrics[row]['loss'])
+        results.append({'params': jax.tree.map(local, state[row].params),
                         'loss': np.array([float(local(loss)) for loss in losses])})
     return results
 

@@ -15,7 +15,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from configs import cifar_kd, cifar_teacher, demo
+from configs import cifar_kd, cifar_table, cifar_teacher, demo
 from conftest import EXAMPLES, REPOSITORY, run_main
 from ijckd_jax import files
 from ijckd_jax.config import validate_config
@@ -51,7 +51,8 @@ def assert_one_error_line(result, expected):
 @pytest.mark.parametrize('setting, expected', [
     ('--config.num_epochs=abc', "error: flag --config.num_epochs=abc: invalid literal for int() with base 10: 'abc'"),
     ('--config.num_epochs=0', 'error: config.num_epochs=0 must be an integer ≥ 1.'),
-    ('--config.optimizer.learning_rate=-0.1', 'error: config.optimizer.learning_rate=-0.1 must be a finite number > 0.'),
+    ('--config.optimizer.learning_rate=-0.1',
+     'error: config.optimizer.learning_rate=-0.1 must be a finite number > 0.'),
     ('--config.data.std=(0.0,0.0,0.0)', 'error: config.data.std=(0.0, 0.0, 0.0) must be three finite numbers > 0, '
                                         'one per RGB channel.'),
     ('--config.data.image_size=0', 'error: config.data.image_size=0 must be an integer ≥ 8.'),
@@ -507,31 +508,33 @@ def test_a_streamed_epoch_counts_what_it_can_read_and_is_never_short(tmp_path):
 
 @pytest.mark.quick
 def test_a_loss_that_explodes_stops_the_run_before_its_epoch_is_kept():
+    from types import SimpleNamespace
+
     class Silent:
         def write_scalars(self, step, scalars):
             pass
 
-    runs = [Run(config=None, workdir='', index=None, writer=Silent())]
-    progress = Progress(steps_per_epoch=10, num_epochs=1, step=0, global_batch_size=8, runs=runs, every=100,
-                        learning_rate=lambda step: 0.1)
+    def progress(epochs, every):
+        config = short_teacher(num_epochs=epochs, log_every_steps=every)
+        return Progress([Run(config, '', 'ce', writer=Silent())], config, 10, 0, SimpleNamespace(check=lambda: None))
+
+    watch = progress(1, 100)
     for loss in (2.0, 1500.0, 1999.0):  # within 1000× the first
-        progress.record({'loss': loss})
-    progress.flush()
-    progress.record({'loss': 2500.0})
+        watch.record({'ce': {'loss': loss}})
+    watch.flush()
+    watch.record({'ce': {'loss': 2500.0}})
     with pytest.raises(Diverged, match=r'The loss is 2500 at step 4 \(over 2e\+03, 1000× the first\): the '
                                        'run diverged and stops. No epoch finished, so nothing of the run is kept;'):
-        progress.flush()
-    progress = Progress(steps_per_epoch=10, num_epochs=2, step=0, global_batch_size=8, runs=runs, every=100,
-                        learning_rate=lambda step: 0.1)
+        watch.flush()
+    watch = progress(2, 100)
     for loss in (2.0,) * 12 + (2500.0,):  # step 13: the first epoch of 10 steps has ended
-        progress.record({'loss': loss})
+        watch.record({'ce': {'loss': loss}})
     with pytest.raises(Diverged, match='at step 13 .* The checkpoint of the last finished epoch is kept;'):
-        progress.flush()
-    progress = Progress(steps_per_epoch=10, num_epochs=1, step=0, global_batch_size=8, runs=runs, every=1,
-                        learning_rate=lambda step: 0.1)
-    progress.record({'loss': 2.0})
+        watch.flush()
+    watch = progress(1, 1)
+    watch.record({'ce': {'loss': 2.0}})
     with pytest.raises(Diverged, match=r'The loss is nan at step 2 \(not finite\)'):
-        progress.record({'loss': float('nan')})
+        watch.record({'ce': {'loss': float('nan')}})
 
 
 DIGITS_FIX = ("add data=digits to a CIFAR config's variant (e.g. --config configs/cifar_kd.py:resnet20-resnet8,"
@@ -573,8 +576,9 @@ def test_a_digits_split_typo_is_one_line_from_main(tmp_path):
 def test_the_demos_methods_are_a_comma_separated_list_as_a_tables(tmp_path):
     result = main(['--config', os.path.join(REPOSITORY, 'configs', 'demo.py'), '--workdir', str(tmp_path / 'demo'),
                    '--config.demo.methods=kd,dkd2'], tmp_path)
+    objectives = ', '.join(sorted(importlib.import_module('ijckd_jax.objectives').OBJECTIVES))
     assert_one_error_line(result, "error: config.demo.methods: Unknown objective 'dkd2'. Did you mean 'dkd'? Valid "
-                                  f"objectives: {', '.join(sorted(importlib.import_module('ijckd_jax.objectives').OBJECTIVES))}.")
+                                  f'objectives: {objectives}.')
     assert not (tmp_path / 'demo').exists()
 
 
@@ -677,9 +681,9 @@ def test_crd_on_a_split_smaller_than_its_negatives_says_what_it_costs(tmp_path, 
     from ijckd_jax.training.loop import check_examples
 
     crd = SimpleNamespace(loss=cifar_kd.get_config().loss.__class__(dict(name='crd', negatives=16384)))
-    runs = [Run(crd, str(tmp_path / f'seed_{seed}'), None) for seed in (0, 1)]
+    runs = [Run(crd, str(tmp_path / 'crd' / f'seed_{seed}'), 'crd', seed) for seed in (0, 1)]
     with caplog.at_level('WARNING'):
-        check_examples(runs, 1437, 'method_settings.METHOD.loss')
+        check_examples(runs, 1437, cifar_table.get_config('resnet8-resnet8'))
     assert [record.getMessage() for record in caplog.records] == [
         'CRD scores 16384 negatives per example each step (its CIFAR-100 setting), more than the 1437 examples of '
         'this split: its step costs several times that of KD here; --config.method_settings.crd.loss.negatives=N '

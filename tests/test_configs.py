@@ -15,7 +15,7 @@ from ijckd_jax.config import validate_config
 from ijckd_jax.errors import DataUnavailable
 from ijckd_jax.distillation import build_distiller, forward, init_trainable
 from ijckd_jax.objectives import Examples, get_objective, loss_overrides, resolve_settings
-from ijckd_jax.table import is_table, method_configs, validate_table
+from ijckd_jax.training.layout import is_table, rows_of, validate_table
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The config files main.py takes; configs/common.py and __init__.py are what they share.
@@ -81,7 +81,7 @@ def test_variant_builds_and_shapes_agree(file, variant, tmp_path):
     if is_table(config):
         config.teacher.checkpoint = placeholder_teacher(tmp_path / 'teacher', config)
         validate_table(config, device_count=1)
-        for method_config in method_configs(config).values():
+        for method_config in rows_of(config).values():
             check_shapes(method_config)
         return
     if get_objective(config.loss.name).uses_teacher:

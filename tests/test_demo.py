@@ -1,5 +1,4 @@
 """The offline demo, training on an image folder, and evaluation batches the devices do not divide."""
-import functools
 import json
 import os
 import re
@@ -15,6 +14,7 @@ from ijckd_jax.data.folders import class_names
 from ijckd_jax.deploy.artifact import export_run
 from ijckd_jax.data.pipeline import Pipeline
 from ijckd_jax.demo import run_demo
+from ijckd_jax.training import steps
 from ijckd_jax.training.experiment import create_experiment
 from ijckd_jax.training.loop import evaluate, train_and_evaluate
 from ijckd_jax.training.mesh import Mesh
@@ -99,8 +99,8 @@ def test_an_evaluation_batch_the_devices_do_not_divide_is_padded_and_counts_ever
         mesh = Mesh(CPU_DEVICES)
         experiment = create_experiment(config, mesh, pipeline.steps_per_epoch, {})
         assert pipeline.local_eval_batch == {6: 8, 4: 4}[eval_batch_size]
-        accuracies.append(evaluate(functools.partial(experiment.eval_step, experiment.state, {}),
-                                   pipeline.evaluation(), mesh))
+        accuracies.append(evaluate(lambda batch: steps.evaluate(experiment.state, {}, batch, experiment.spec),
+                                   pipeline.evaluation(), mesh)['ce'])
         assert sum(mask.sum() for _, _, mask in pipeline.evaluation()) == 12
     losses = [accuracy.pop('loss') for accuracy in accuracies]
     assert accuracies[0] == accuracies[1]

@@ -96,15 +96,17 @@ def test_evaluation_classifier_of_each_objective():
                 'ijckd': 'teacher_classifier_logits',
                 'ce_teacher_classifier': 'teacher_classifier_logits',
                 'ijckd_joint': 'joint_student_logits',
-                **{name: 'student_logits' for name in ('at', 'crd', 'dkd', 'fitnet', 'ofd', 'pkt', 'rkd', 'vid', 'wsld')}}
+                **{name: 'student_logits'
+                   for name in ('at', 'crd', 'dkd', 'fitnet', 'ofd', 'pkt', 'rkd', 'vid', 'wsld')}}
     assert set(expected) == set(OBJECTIVES)
     for name, field in expected.items():
-        assert evaluation_logits(outputs, name) is getattr(outputs, field), name
+        assert evaluation_logits(outputs, OBJECTIVES[name]) is getattr(outputs, field), name
 
 
 @pytest.mark.quick
 @pytest.mark.parametrize('name, overrides, message', [
-    ('ijckd2', {}, "Did you mean 'ijckd'\\? Valid objectives: at, ce, ce_teacher_classifier, crd, dkd, fitnet, ijckd, "),
+    ('ijckd2', {}, "Did you mean 'ijckd'\\? Valid objectives: at, ce, ce_teacher_classifier, crd, dkd, fitnet, "
+                   'ijckd, '),
     ('ijckd', {'logit_loss': 'l1'}, 'valid logit losses: mse, cosine, ce'),
     ('ijckd', {'alpha_ce': -0.1}, 'alpha_ce=-0.1 .* must be a finite number'),
     ('ijckd', {'alpha_lm': float('nan')}, 'alpha_lm=nan .* must be a finite number'),

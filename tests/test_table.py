@@ -16,12 +16,12 @@ from conftest import EXAMPLES, REPOSITORY, shrink
 from ijckd_jax.data.pipeline import Pipeline
 from ijckd_jax.deploy.artifact import export_run
 from ijckd_jax.errors import ConfigError, WorkdirError
-from ijckd_jax.table import check_table_workdir, method_configs, record_table, table_config
+from ijckd_jax.training.layout import check_table_workdir, record_table, rows_of, table_config
 from ijckd_jax.training import loop
-from ijckd_jax.training.experiment import create_experiment, create_table_experiment, load_teacher
+from ijckd_jax.training.experiment import create_experiment, load_teacher
 from ijckd_jax.training.loop import train_and_evaluate
 from ijckd_jax.training.mesh import Mesh
-from ijckd_jax.training.runs import assemble, of_run, select
+from ijckd_jax.training.runs import Run, assemble, listing, of_run, seed_order, select
 from ijckd_jax.training.workdir import record_run
 from rounding import DRAWS, beyond_rounding, one_ulp_away
 from test_bad_input import assert_one_error_line, main
@@ -70,10 +70,10 @@ def test_runs_trained_together_each_follow_the_run_alone(teacher, tmp_path, monk
             alone[method], configs[method] = run_record(tmp_path / method, summary), summary['config']
             perturbed[method] = []
             for draw in range(DRAWS):  # seed 3 alone from initial parameters one ulp away
-                monkeypatch.setattr(loop, 'create_experiment', lambda *arguments, **settings: (
-                    lambda experiment: experiment._replace(state=experiment.state.replace(
-                        params=one_ulp_away(experiment.state.params, draw))))(
-                            create_experiment(*arguments, **settings)))
+                monkeypatch.setattr(loop, 'create_experiment', lambda *arguments: (
+                    lambda experiment: experiment._replace(state={method: experiment.state[method].replace(
+                        params=one_ulp_away(experiment.state[method].params, draw))}))(
+                            create_experiment(*arguments)))
                 workdir = tmp_path / f'{method}_perturbed{draw}'
                 perturbed[method].append(run_record(workdir, train_and_evaluate(alone_config(
                     teacher, method, seed=3), str(workdir))))
@@ -161,8 +161,7 @@ def test_methods_of_one_seed_start_from_one_student_backbone(teacher):
     """Connectors and heads aside, every method's student starts as the same seed's."""
     config = small_table(teacher, 'ce,kd,srrl,ijckd', seeds=(0, 1))
     with tfds.testing.mock_data(num_examples=EXAMPLES):
-        experiment = create_table_experiment(config, method_configs(config), Mesh(), 1, load_teacher(config),
-                                             data_on_device=True)
+        experiment = create_experiment(config, Mesh(), 1, load_teacher(config))
     students = {method: state.params['student'] for method, state in experiment.state.items()}
     for method in ('kd', 'srrl', 'ijckd'):
         jax.tree.map(np.testing.assert_array_equal, students[method], students['ce'])
@@ -195,7 +194,7 @@ def test_a_table_without_the_teacher_a_method_needs_is_refused(tmp_path):
     refused_before_any_work(config, tmp_path / 'table', ConfigError,
                             "Objective 'ijckd' needs a teacher but config.teacher.checkpoint is empty")
     config.methods = 'ce'  # needs none
-    assert method_configs(config)['ce'].teacher.model == ''
+    assert rows_of(config)['ce'].teacher.model == ''
 
 
 @pytest.mark.quick
@@ -241,26 +240,27 @@ def test_the_table_config_flag_parses_methods_and_seeds(tmp_path):
     result = main(['--config', os.path.join(REPOSITORY, 'configs/cifar_table.py:resnet8-wrn_16_1'),
                    '--workdir', str(tmp_path / 'table'), '--config.methods=kd,nope', '--config.seeds=0,1'], tmp_path)
     assert_one_error_line(result, "error: config.methods='kd,nope': 'nope' is not a method of this table; known: "
-                                  'at, ce, ce_teacher_classifier, crd, dkd, fitnet, ijckd, ijckd_distance, ijckd_joint, '
+                                  'at, ce, ce_teacher_classifier, crd, dkd, fitnet, ijckd, ijckd_distance, '
+                                  'ijckd_joint, '
                                   'kd, ofd, pkt, rkd, simkd, srrl, vid, wsld.')
     assert not (tmp_path / 'table').exists()
 
 
 @pytest.mark.quick
 def test_a_runs_part_of_the_state_and_metrics_and_back():
-    """runs.select and runs.assemble are inverse; values_of picks a run's metrics by method and seed."""
+    """runs.select and runs.assemble are inverse; of_run picks a run's metrics by row and seed."""
     state = {'kd': {'w': np.arange(6.0).reshape(2, 3)}, 'srrl': {'w': -np.arange(6.0).reshape(2, 3)}}
-    indices = [('kd', 0), ('kd', 1), ('srrl', 0), ('srrl', 1)]
-    parts = [select(state, index) for index in indices]
+    runs = [Run(None, '', row, position) for row in ('kd', 'srrl') for position in (0, 1)]
+    parts = [select(state, run) for run in runs]
     np.testing.assert_array_equal(parts[3]['w'], [-3.0, -4.0, -5.0])
-    jax.tree.map(np.testing.assert_array_equal, assemble(parts, indices), state)
+    jax.tree.map(np.testing.assert_array_equal, assemble(parts, runs), state)
     one_seed = {'kd': {'w': np.ones(3)}, 'ce': {'w': np.zeros(3)}}
-    jax.tree.map(np.testing.assert_array_equal,
-                 assemble([select(one_seed, ('kd', None)), select(one_seed, ('ce', None))],
-                          [('kd', None), ('ce', None)]), one_seed)
-    metrics = {'kd/loss': np.array([0.5, 0.25]), 'kd_again/loss': np.array([9.0, 9.0]), 'srrl/top1': np.array([1, 2])}
-    assert of_run(metrics, ('kd', 1)) == {'loss': 0.25}
-    assert of_run({'loss': np.array([3.0, 4.0])}, 1) == {'loss': 4.0}
+    alone = [Run(None, '', 'kd'), Run(None, '', 'ce')]
+    jax.tree.map(np.testing.assert_array_equal, assemble([select(one_seed, run) for run in alone], alone), one_seed)
+    metrics = {'kd': {'loss': np.array([0.5, 0.25])}, 'kd_again': {'loss': np.array([9.0, 9.0])},
+               'srrl': {'top1': np.array([1, 2])}}
+    assert of_run(metrics, runs[1]) == {'loss': 0.25}
+    assert of_run({'kd': {'loss': np.array(3.0)}}, alone[0]) == {'loss': 3.0}
 
 
 def test_a_table_over_streamed_images_reads_each_batch_once_for_all_methods(tmp_path, monkeypatch):
@@ -288,11 +288,11 @@ def test_a_table_over_streamed_images_reads_each_batch_once_for_all_methods(tmp_
 def test_the_epoch_line_says_which_number_is_which_seeds():
     from types import SimpleNamespace
 
-    from ijckd_jax.training.runs import Run, listing, seed_order
-
-    runs = [Run(SimpleNamespace(seed=seed), '', (method, position)) for method in ('kd', 'srrl')
+    runs = [Run(SimpleNamespace(seed=seed), '', row, position) for row in ('kd', 'srrl')
             for position, seed in enumerate((0, 3))]
     assert seed_order(runs) + ': ' + listing([45.1, 45.3, 46.0, 46.25], runs, 2) == \
         ' (seeds 0/3): kd 45.10/45.30, srrl 46.00/46.25'
-    alone = [Run(SimpleNamespace(seed=3), '', ('kd', None))]
-    assert seed_order(alone) + listing([45.1], alone, 2) == 'kd 45.10'
+    seeds = runs[:2]
+    assert seed_order(seeds) + ': ' + listing([45.1, 45.3], seeds, 2) == ' (seeds 0/3): 45.10/45.30'
+    alone = [Run(SimpleNamespace(seed=3), '', 'kd')]
+    assert seed_order(alone) + listing([45.1], alone, 2) == '45.10'

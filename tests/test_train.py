@@ -1,5 +1,4 @@
 """The training system end to end on mocked CIFAR-100, offline on four CPU devices."""
-import functools
 import glob
 import json
 import logging
@@ -30,7 +29,9 @@ from ijckd_jax.errors import ConfigError
 from ijckd_jax.frozen_model import load_frozen_model
 from ijckd_jax.objectives import OBJECTIVES
 from ijckd_jax.training import checkpoints
+from ijckd_jax.training import steps as train_steps
 from ijckd_jax.training.experiment import create_experiment, load_teacher
+from ijckd_jax.training.steps import SplitBatch
 from ijckd_jax.training.loop import dispatches, evaluate, train_and_evaluate
 from ijckd_jax.training.mesh import Mesh
 from ijckd_jax.training.metrics import DETAILS, show_details
@@ -328,21 +329,21 @@ def test_several_steps_per_dispatch_are_the_same_steps(teacher):
         pipeline = Pipeline(config, 0, 1, len(CPU_DEVICES))
     mesh = Mesh(CPU_DEVICES)
     split = device_data.place_split(pipeline.train_split, mesh)
-    order = device_data.epoch_order(split, 0, mesh, config.seed)
-    experiment = create_experiment(config, mesh, pipeline.steps_per_epoch, load_teacher(config),
-                                   data_on_device=True)
+    experiment = create_experiment(config, mesh, pipeline.steps_per_epoch, load_teacher(config))
+    batch = SplitBatch(*split, device_data.epoch_order(split, 0, mesh, config.seed), experiment.seeds)
+    [row] = experiment.state
+    initial = experiment.state[row].params
 
-    def trajectory(per_dispatch, steps=3, params=experiment.state.params):
-        state = jax.tree.map(jnp.copy, experiment.state.replace(params=params))  # the steps donate it
+    def trajectory(per_dispatch, steps=3, params=initial):
+        state = jax.tree.map(jnp.copy, {row: experiment.state[row].replace(params=params)})  # the steps donate it
         losses = []
         for count in dispatches(steps, per_dispatch):
-            state, metrics = experiment.train_steps(count)(state, experiment.teacher_variables, *split, order,
-                                                           experiment.seeds)
-            losses.extend(np.atleast_1d(jax.device_get(metrics['loss'])))
-        return {'loss': np.array(losses), 'params': jax.device_get(state.params)}
+            state, metrics = train_steps.dispatch(state, experiment.teacher_variables, batch, experiment.spec, count)
+            losses.extend(np.atleast_1d(jax.device_get(metrics[row]['loss'])))
+        return {'loss': np.array(losses), 'params': jax.device_get(state[row].params)}
 
     single, scanned = trajectory(1), trajectory(2)
-    perturbed = [trajectory(1, params=one_ulp_away(experiment.state.params, draw)) for draw in range(DRAWS)]
+    perturbed = [trajectory(1, params=one_ulp_away(initial, draw)) for draw in range(DRAWS)]
     assert dispatches(3, 2) == [2, 1] and len(scanned['loss']) == 3
     assert beyond_rounding(scanned, single, perturbed) == []
     # The check can fail: one step fewer is far beyond rounding.
@@ -359,10 +360,12 @@ def test_evaluation_reads_the_teachers_logits_computed_once_and_drops_its_backbo
     mesh = Mesh(CPU_DEVICES)
     experiment = create_experiment(config, mesh, pipeline.steps_per_epoch, load_teacher(config))
     batches = list(pipeline.evaluation())
-    logits = [experiment.teacher_logits_step(experiment.teacher_variables, *mesh.shard(images))
+    logits = [train_steps.teacher_logits(experiment.teacher_variables, *mesh.shard(images), experiment.spec)
               for images, _, _ in batches]
-    step = functools.partial(experiment.eval_step, experiment.state, experiment.teacher_variables)
-    with_logits, without = evaluate(step, batches, mesh, logits), evaluate(step, batches, mesh)
+
+    def step(batch):
+        return train_steps.evaluate(experiment.state, experiment.teacher_variables, batch, experiment.spec)
+    with_logits, without = (evaluate(step, batches, mesh, given)['ijckd'] for given in (logits, None))
     assert with_logits.keys() == without.keys() and 'delta2' in with_logits
     # Measured equal to the last bit here. The teacher's logits come from another program, one
     # forward pass that nothing amplifies: rel 1e-6 allows them a few roundings, while a wrong
@@ -370,10 +373,10 @@ def test_evaluation_reads_the_teachers_logits_computed_once_and_drops_its_backbo
     for name, value in without.items():
         assert with_logits[name] == pytest.approx(value, rel=1e-6, abs=1e-9), name
 
-    def convolutions(*arguments):
-        compiled = experiment.eval_step.lower(experiment.state, experiment.teacher_variables,
-                                              *arguments).compile().as_text()
+    def convolutions(batch):
+        compiled = train_steps.evaluate.lower(experiment.state, experiment.teacher_variables, batch,
+                                              experiment.spec).compile().as_text()
         return compiled.count(' convolution(')
 
     arguments = mesh.shard(*batches[0])
-    assert convolutions(*arguments) - convolutions(*arguments, logits[0]) == 9
+    assert convolutions((*arguments, None)) - convolutions((*arguments, logits[0])) == 9

@@ -33,6 +33,7 @@ from ijckd_jax.deploy.inference import deployed_model, deployed_variables, fold,
 from ijckd_jax.deploy.trained import load_trained_run
 from ijckd_jax.distillation import evaluation_logits, forward
 from ijckd_jax.errors import RunError
+from ijckd_jax.objectives import get_objective
 from ijckd_jax.training.steps import normalize
 
 FORMATS = {'jax': ARTIFACT, 'onnx': ONNX}
@@ -54,7 +55,7 @@ def training_logits(run, images):
     config = run.config
     outputs, _ = forward(run.distiller, run.trainable, run.teacher_variables,
                          normalize(images, config.data.mean, config.data.std), train=False)
-    return evaluation_logits(outputs, config.loss.name)
+    return evaluation_logits(outputs, get_objective(config.loss.name))
 
 
 def serving_function(run):

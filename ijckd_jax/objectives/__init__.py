@@ -53,9 +53,10 @@ def accept_any(settings):
     """The default settings check: none beyond resolve_settings' own."""
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Objective:
-    """One objective: what it computes and what it needs."""
+    """One objective: what it computes and what it needs. Each is one object of OBJECTIVES,
+    equal and hashed by identity (a train step's spec holds it)."""
     loss: Callable  # (outputs, labels, settings) -> (total, terms)
     evaluation_classifier: str  # which classifier predicts at test time: EVALUATION_CLASSIFIERS
     defaults: Mapping  # its settings and their defaults; a string default admits strings only

@@ -1,15 +1,13 @@
 """train_and_evaluate: a run from its config to summary.json.
 
 Check the config and the workdir, read the data, load the frozen teacher (nothing is written
-until all three are good), build the jitted steps, then for each epoch train, evaluate
+until all three are good), build the experiment, then for each epoch train, evaluate
 (accuracy and the paper's error-bound terms), log and checkpoint; a run restarted on the same
-workdir resumes exactly from its latest checkpoint. With config.seeds, the seeds' runs train
-together, their state stacked over seeds, each logged, checkpointed and summarised in its own
-workdir/seed_{seed}. A comparison table (ijckd_jax/table.py) trains several methods on the
-same batches in one step, each method × seed a run of its own in workdir/METHOD/seed_{seed}.
+workdir resumes exactly from its latest checkpoint. Every config trains rows × seeds in one
+step (training/layout.py: a run alone is one row and one seed), each row × seed a run logged,
+checkpointed and summarised in its own run directory.
 """
 import contextlib
-import functools
 import os
 import shutil
 import signal
@@ -24,22 +22,20 @@ from clu import parameter_overview
 
 from ijckd_jax import files
 from ijckd_jax.bound import classifier_comparison
-from ijckd_jax.config import check_workdir_writable, validate_config
+from ijckd_jax.config import check_workdir_writable
 from ijckd_jax.data import device as device_data
 from ijckd_jax.data.pipeline import Pipeline
 from ijckd_jax.errors import ConfigError
 from ijckd_jax.objectives import get_objective
 from ijckd_jax.runtime import describe_arithmetic, describe_compilation_cache, matmul_precision
-from ijckd_jax.table import (check_not_a_table, check_table_workdir, is_table, method_configs, record_table,
-                             table_runs, validate_table)
-from ijckd_jax.training import checkpoints
-from ijckd_jax.training.experiment import create_experiment, create_table_experiment, load_teacher, vectorize_seeds
+from ijckd_jax.training import checkpoints, steps
+from ijckd_jax.training.experiment import create_experiment, load_teacher
+from ijckd_jax.training.layout import check_layout, loss_field, record_layout, runs_of, validate
 from ijckd_jax.training.mesh import Mesh
 from ijckd_jax.training.metrics import DETAILS, create_writer, details_shown
 from ijckd_jax.training.progress import Progress
-from ijckd_jax.training.runs import Run, assemble, listing, of_run, seed_order, select
-from ijckd_jax.training.state import learning_rate
-from ijckd_jax.training.steps import count_correct, step_count
+from ijckd_jax.training.runs import assemble, listing, of_run, seed_order, select
+from ijckd_jax.training.steps import SplitBatch, count_correct, step_count
 from ijckd_jax.training.workdir import (History, WorkdirLock, check_belongs, check_same_examples,
                                         checkpointed_steps, export_student, flatten, record_run, summarize,
                                         write_summary)
@@ -52,17 +48,12 @@ compare_classifier_weights_over_seeds = jax.jit(jax.vmap(classifier_comparison, 
 def train_and_evaluate(config, workdir):
     """Trains the student of `config`, evaluating every epoch; returns the summary (for
     config.seeds, one summary per seed, each run in workdir/seed_{seed}; for a table, one per
-    method × seed, method by method)."""
+    row × seed, row by row)."""
     if config.distributed:
         initialize_distributed(config)
-    if is_table(config):
-        validate_table(config, jax.device_count())
-        check_table_workdir(workdir, config)
-        runs = [Run(*run) for run in table_runs(config, workdir)]
-    else:
-        validate_config(config, jax.device_count())
-        check_not_a_table(workdir)
-        runs = seed_runs(config, workdir)
+    validate(config, jax.device_count())
+    check_layout(workdir, config)
+    runs = runs_of(config, workdir)
     for run in runs:
         check_workdir_writable(run.workdir)
         check_belongs(run.workdir, run.config, jax.device_count())
@@ -70,19 +61,7 @@ def train_and_evaluate(config, workdir):
     logging.info(describe_compilation_cache())
     with matmul_precision(config.matmul_precision):
         summaries = train_validated(config, runs, workdir)
-    return summaries if len(runs) > 1 or runs[0].index is not None else summaries[0]
-
-
-def seed_runs(config, workdir):
-    """The run of `config` in `workdir`; for config.seeds, each seed's in workdir/seed_{seed}."""
-    if not config.seeds:
-        return [Run(config, workdir, None)]
-    runs = []
-    for index, seed in enumerate(config.seeds):
-        seed_config = config.copy_and_resolve_references()
-        seed_config.seed = seed
-        runs.append(Run(seed_config, os.path.join(workdir, f'seed_{seed}'), index))
-    return runs
+    return summaries if len(runs) > 1 or runs[0].position is not None else summaries[0]
 
 
 def train_validated(config, runs, workdir):
@@ -93,10 +72,10 @@ def train_validated(config, runs, workdir):
     mesh = Mesh()
     device_split = place_training_data(config, pipeline, mesh)
     examples = split_size(device_split)
-    check_examples(runs, examples, 'method_settings.METHOD.loss' if is_table(config) else 'loss')
-    if config.seeds and jax.default_backend() == 'cpu' and (not is_table(config) or vectorize_seeds(config)):
+    check_examples(runs, examples, config)
+    if config.seeds and jax.default_backend() == 'cpu' and config.seeds_vectorized == 'vmap':
         logging.warning('Seeds vmapped on a CPU are slower than one after another (5 seeds took 15x one '
-                        'seed\'s step: bench/RESULTS.md); consider separate runs with --config.seed.')
+                        "seed's step: bench/RESULTS.md); consider --config.seeds_vectorized=in_turn.")
     if config.seeds and device_split is None:
         raise ConfigError(f'config.seeds={config.seeds!r} trains the seeds together from the training '
                           'split held on the devices, but it does not fit there; train each seed in its '
@@ -105,9 +84,8 @@ def train_validated(config, runs, workdir):
                        if not os.path.exists(directory)]
     try:
         with contextlib.ExitStack() as locks:
-            if is_table(config) and jax.process_index() == 0:
-                os.makedirs(workdir, exist_ok=True)
-                record_table(workdir, config)
+            if jax.process_index() == 0:
+                record_layout(workdir, config)
             for run in runs:
                 os.makedirs(run.workdir, exist_ok=True)
                 locks.enter_context(WorkdirLock(run.workdir))
@@ -128,10 +106,9 @@ def remove_if_nothing_kept(runs, new_directories):
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def check_examples(runs, examples, field='loss'):
+def check_examples(runs, examples, config):
     """Runs whose objective indexes the training split (CRD) have it on the devices, of the
-    size their memory bank was made for; `field`, where a run's loss settings are set (a
-    table's: 'method_settings.METHOD.loss')."""
+    size their memory bank was made for."""
     warned = set()
     for run in runs:
         if get_objective(run.config.loss.name).uses_examples:
@@ -141,12 +118,12 @@ def check_examples(runs, examples, field='loss'):
                                   'devices; train on a smaller split or devices with more memory.')
             check_same_examples(run.workdir, examples)
             negatives = run.config.loss.get('negatives', 0)
-            if negatives > examples and run.config.loss.name not in warned:
-                warned.add(run.config.loss.name)
+            if negatives > examples and run.row not in warned:
+                warned.add(run.row)
                 logging.warning('%s scores %d negatives per example each step (its CIFAR-100 setting), more than the '
                                 '%d examples of this split: its step costs several times that of KD here; '
                                 '--config.%s.negatives=N sets fewer.', run.config.loss.name.upper(), negatives,
-                                examples, field.replace('METHOD', run.config.loss.name))
+                                examples, loss_field(config, run.row))
 
 
 def split_size(device_split):
@@ -157,14 +134,8 @@ def split_size(device_split):
 
 def train_in_workdirs(config, runs, pipeline, device_split, mesh, teacher_variables):
     """The runs themselves, once their workdirs are locked; returns their summaries."""
-    examples = split_size(device_split)
-    if is_table(config):
-        experiment = create_table_experiment(config, method_configs(config), mesh, pipeline.steps_per_epoch,
-                                             teacher_variables, data_on_device=device_split is not None,
-                                             examples=examples)
-    else:
-        experiment = create_experiment(config, mesh, pipeline.steps_per_epoch, teacher_variables,
-                                       data_on_device=device_split is not None, examples=examples)
+    experiment = create_experiment(config, mesh, pipeline.steps_per_epoch, teacher_variables,
+                                   split_size(device_split))
     runs = [run._replace(manager=checkpoints.checkpoint_manager(run.workdir, config.checkpoints_to_keep))
             for run in runs]
     state = restore(runs, experiment.state, mesh)  # a checkpoint that cannot be read stops the run here
@@ -173,16 +144,14 @@ def train_in_workdirs(config, runs, pipeline, device_split, mesh, teacher_variab
         if state is None:
             state = experiment.state
             announce_fresh_runs(state, runs)
-        teacher_accuracy, teacher_logits = evaluate_teacher(experiment, config, pipeline, mesh, runs,
-                                                            current_step(state))
-        with StopRequest() as stop:
-            state, histories = train_epochs(config, experiment, state, pipeline, device_split, mesh, runs,
-                                            stop, teacher_logits)
+        teacher_accuracy, teacher_logits = evaluate_teacher(experiment, config, pipeline, runs, current_step(state))
+        state, histories = train_epochs(config, experiment._replace(state=state), pipeline, device_split, runs,
+                                        teacher_logits)
     finally:
         for run in runs:
             run.manager.wait_until_finished()
             run.writer.flush()
-    return [finish_run(run, history, select(state, run.index), teacher_accuracy)
+    return [finish_run(run, history, select(state, run), teacher_accuracy)
             for run, history in zip(runs, histories)]
 
 
@@ -200,16 +169,14 @@ def finish_run(run, history, state, teacher_accuracy):
 
 
 def current_step(state):
-    """The state's step (each seed's and method's, equal, for runs trained together)."""
+    """The state's step (each row's and seed's, equal)."""
     return int(np.ravel(jax.device_get(step_count(state)))[0])
 
 
 def restore(runs, state, mesh):
-    """The runs' latest checkpoint, restored into the structure and shardings of `state`; None
-    when there is none. Runs trained together resume from their latest common step: a later one
-    that a kill left in some of them only is removed (it is recomputed exactly)."""
-    if runs[0].index is None:
-        return checkpoints.restore(runs[0].manager, state, runs[0].manager.latest_step())
+    """The runs' latest common checkpoint, restored into the structure and shardings of
+    `state`; None when there is none. A later one that a kill left in some of the runs trained
+    together only is removed (it is recomputed exactly)."""
     common = set.intersection(*(set(run.manager.all_steps()) for run in runs))
     step = max(common, default=None)
     for run in runs:
@@ -219,9 +186,8 @@ def restore(runs, state, mesh):
             run.manager.delete(later)
     if step is None:
         return None
-    parts = [checkpoints.restore(run.manager, select(state, run.index), step) for run in runs]
-    indices = [run.index for run in runs]
-    return jax.jit(lambda parts: assemble(parts, indices), out_shardings=mesh.replicated)(parts)
+    parts = [checkpoints.restore(run.manager, select(state, run), step) for run in runs]
+    return jax.jit(lambda parts: assemble(parts, runs), out_shardings=mesh.replicated)(parts)
 
 
 def initialize_distributed(config):
@@ -236,8 +202,7 @@ def announce_fresh_runs(state, runs):
     """Records each run's config as hyperparameters; logs the parameter overview among the
     details."""
     if details_shown():
-        DETAILS.debug('Parameters:\n%s', parameter_overview.get_parameter_overview(
-            select(state, runs[0].index).params))
+        DETAILS.debug('Parameters:\n%s', parameter_overview.get_parameter_overview(select(state, runs[0]).params))
     for run in runs:
         run.writer.write_hparams({key: str(value) for key, value in flatten(run.config.to_dict()).items()})
 
@@ -258,28 +223,34 @@ def place_training_data(config, pipeline, mesh):
 
 def evaluate(step_function, batches, mesh, teacher_logits=None):
     """Every summed metric of step_function over batches of (images, labels, mask), per example,
-    as arrays ([seeds] for a step over seeds); with `teacher_logits` (one array per batch),
-    step_function also takes the batch's."""
+    as arrays ([seeds] for a step over seeds), keyed as the step keys them; step_function takes
+    the sharded batch with the batch's `teacher_logits` (one array per batch, or None)."""
     totals = None
     for index, (images, labels, mask) in enumerate(batches):
-        arguments = mesh.shard(images, labels, mask)
-        if teacher_logits is not None:
-            arguments.append(teacher_logits[index])
-        sums = step_function(*arguments)
+        logits = None if teacher_logits is None else teacher_logits[index]
+        sums = step_function((*mesh.shard(images, labels, mask), logits))
         totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-    totals = jax.device_get(totals)
+    return per_example(jax.device_get(totals))
+
+
+def per_example(totals):
+    """{name: total / count} of sums with their 'count', at every level of a tree of them."""
+    if 'count' not in totals:
+        return {key: per_example(value) for key, value in totals.items()}
     return {name: np.asarray(total, np.float64) / np.asarray(totals['count'], np.float64)
             for name, total in totals.items() if name != 'count'}
 
 
-def evaluate_teacher(experiment, config, pipeline, mesh, runs, step):
+def evaluate_teacher(experiment, config, pipeline, runs, step):
     """The frozen teacher's logits on every test batch, kept for the run's evaluations (they
-    never change), and its test accuracy, logged; (None, None) for a model trained alone."""
-    if experiment.teacher_logits_step is None:
+    never change), and its test accuracy, logged; (None, None) where no row distils."""
+    spec = experiment.spec
+    if spec.teacher is None:
         return None, None
-    logits = [experiment.teacher_logits_step(experiment.teacher_variables, *mesh.shard(images))
+    logits = [steps.teacher_logits(experiment.teacher_variables, *spec.mesh.shard(images), spec)
               for images, _, _ in pipeline.evaluation()]
-    accuracy = of_run(evaluate(count_hits, pipeline.evaluation(), mesh, logits), None)
+    accuracy = {name: float(value) for name, value in evaluate(count_hits, pipeline.evaluation(), spec.mesh,
+                                                               logits).items()}
     logging.info('Teacher %s: top-1 %.2f%%, top-5 %.2f%%.', config.teacher.model, accuracy['top1'],
                  accuracy['top5'])
     for run in runs:
@@ -288,27 +259,24 @@ def evaluate_teacher(experiment, config, pipeline, mesh, runs, step):
 
 
 @jax.jit
-def count_hits(images, labels, mask, logits):
-    """count_correct of precomputed logits, in evaluate's argument order."""
+def count_hits(batch):
+    """count_correct of precomputed logits: batch is (images, labels, mask, logits)."""
+    _, labels, mask, logits = batch
     return count_correct(logits, labels, mask)
 
 
-def compare_classifiers(experiment, state, over_seeds):
-    """Each member's comparison_of_classifiers, named 'METHOD/NAME' in a table."""
-    comparison = {}
-    for member in experiment.members:
-        values = comparison_of_classifiers(member.distiller, get_objective(member.objective_name),
-                                           select(state, (member.method, None)), experiment.teacher_variables,
-                                           over_seeds)
-        comparison.update({name if member.method is None else f'{member.method}/{name}': value
-                           for name, value in values.items()})
-    return comparison
+def compare_classifiers(experiment, state):
+    """Each row's comparison_of_classifiers, {row: {name: array}}."""
+    return {row.name: comparison_of_classifiers(row, state[row.name], experiment.teacher_variables,
+                                                bool(experiment.spec.seeds))
+            for row in experiment.spec.rows}
 
 
-def comparison_of_classifiers(distiller, objective, state, teacher_variables, over_seeds):
-    """‖W_t − W_s‖_F and their cosine (arrays, [seeds] `over_seeds`), where the student predicts
-    with a classifier of its own of the teacher classifier's shape; {} elsewhere."""
-    if distiller.teacher is None or objective.evaluation_classifier != 'student':
+def comparison_of_classifiers(row, state, teacher_variables, over_seeds):
+    """‖W_t − W_s‖_F and their cosine (arrays, [seeds] `over_seeds`), where the row's student
+    predicts with a classifier of its own of the teacher classifier's shape; {} elsewhere."""
+    distiller = row.distiller
+    if distiller.teacher is None or row.objective.evaluation_classifier != 'student':
         return {}
     student = state.params['student'][distiller.student.classifier_name]['kernel']
     teacher = teacher_variables['params'][distiller.teacher.classifier_name]['kernel']
@@ -324,23 +292,21 @@ def dispatches(steps, steps_per_dispatch):
         steps % steps_per_dispatch)
 
 
-def train_epoch(config, experiment, state, pipeline, device_split, mesh, index, progress, stop):
+def train_epoch(experiment, pipeline, device_split, index, progress, steps_per_dispatch):
     """The steps of the epoch that `index` counts from 0 (it seeds the epoch's order), from the
-    state's step on; returns the state."""
+    experiment's state's step on; returns the state."""
+    state, teacher_variables, spec = experiment.state, experiment.teacher_variables, experiment.spec
     start = current_step(state) % pipeline.steps_per_epoch
     if device_split is None:
         for images, labels in pipeline.train_epoch(index, start):
-            state, metrics = experiment.train_step(state, experiment.teacher_variables,
-                                                   *mesh.shard(images, labels))
+            state, metrics = steps.train(state, teacher_variables, tuple(spec.mesh.shard(images, labels)), spec)
             progress.record(metrics)
-            stop.check()
         return state
-    order = device_data.epoch_order(device_split, index, mesh, experiment.seeds)
-    for count in dispatches(pipeline.steps_per_epoch - start, config.steps_per_dispatch):
-        state, metrics = experiment.train_steps(count)(state, experiment.teacher_variables, *device_split,
-                                                       order, experiment.seeds)
+    batch = SplitBatch(*device_split, device_data.epoch_order(device_split, index, spec.mesh, experiment.seeds),
+                       experiment.seeds)
+    for count in dispatches(pipeline.steps_per_epoch - start, steps_per_dispatch):
+        state, metrics = steps.dispatch(state, teacher_variables, batch, spec, count)
         progress.record(metrics, count)
-        stop.check()
     return state
 
 
@@ -372,34 +338,36 @@ class StopRequest:
             signal.signal(signal.SIGINT, self.previous)
 
 
-def train_epochs(config, experiment, state, pipeline, device_split, mesh, runs, stop, teacher_logits):
-    """The epochs from the state's step on: train, evaluate, checkpoint, one line each; returns
-    each run's history."""
-    steps_per_epoch = pipeline.steps_per_epoch
+def train_epochs(config, experiment, pipeline, device_split, runs, teacher_logits):
+    """The epochs from the experiment's state's step on: train, evaluate, checkpoint, one line
+    each; returns the state and each run's history."""
+    state, steps_per_epoch, spec = experiment.state, pipeline.steps_per_epoch, experiment.spec
     step = current_step(state)
     histories = [History(run.workdir, step // steps_per_epoch) for run in runs]
-    progress = Progress(steps_per_epoch, config.num_epochs, step, config.global_batch_size, runs,
-                        config.log_every_steps, functools.partial(learning_rate, config.optimizer, steps_per_epoch))
-    for epoch in range(step // steps_per_epoch + 1, config.num_epochs + 1):
-        start = time.time()
-        state = train_epoch(config, experiment, state, pipeline, device_split, mesh, epoch - 1, progress, stop)
-        training, rate = progress.end_epoch()
-        step = current_step(state)
-        accuracy = evaluate(functools.partial(experiment.eval_step, state, experiment.teacher_variables),
-                            pipeline.evaluation(), mesh, teacher_logits)
-        accuracy.update(compare_classifiers(experiment, state, bool(config.seeds)))
-        run_accuracies = [of_run(accuracy, run.index) for run in runs]
-        for run, history, run_accuracy in zip(runs, histories, run_accuracies):
-            entry = {'epoch': epoch, 'step': step, **run_accuracy}
-            history.append(entry)
-            run.writer.write_scalars(step, {f'test_{name}': value for name, value in run_accuracy.items()})
-            checkpoints.save(run.manager, select(state, run.index), entry)
-        seconds = time.time() - start
-        logging.info('Epoch %d/%d%s: test top-1 %s%%, train top-1 %s%%, loss %s; %.1f s at %.1f images/s, ETA %s.',
-                     epoch, config.num_epochs, seed_order(runs),
-                     listing([values['top1'] for values in run_accuracies], runs, 2),
-                     listing([values['train_top1'] for values in training], runs, 2),
-                     listing([values['loss'] for values in training], runs, 4), seconds, rate,
-                     time.strftime('%H:%M:%S', time.gmtime((config.num_epochs - epoch) * seconds)))
-        stop.check()
+    with StopRequest() as stop:
+        progress = Progress(runs, config, steps_per_epoch, step, stop)
+        for epoch in range(step // steps_per_epoch + 1, config.num_epochs + 1):
+            start = time.time()
+            state = train_epoch(experiment._replace(state=state), pipeline, device_split, epoch - 1, progress,
+                                config.steps_per_dispatch)
+            training, rate = progress.end_epoch()
+            step = current_step(state)
+            accuracy = evaluate(lambda batch: steps.evaluate(state, experiment.teacher_variables, batch, spec),
+                                pipeline.evaluation(), spec.mesh, teacher_logits)
+            for row, values in compare_classifiers(experiment, state).items():
+                accuracy[row].update(values)
+            run_accuracies = [of_run(accuracy, run) for run in runs]
+            for run, history, run_accuracy in zip(runs, histories, run_accuracies):
+                entry = {'epoch': epoch, 'step': step, **run_accuracy}
+                history.append(entry)
+                run.writer.write_scalars(step, {f'test_{name}': value for name, value in run_accuracy.items()})
+                checkpoints.save(run.manager, select(state, run), entry)
+            seconds = time.time() - start
+            logging.info('Epoch %d/%d%s: test top-1 %s%%, train top-1 %s%%, loss %s; %.1f s at %.1f images/s, '
+                         'ETA %s.', epoch, config.num_epochs, seed_order(runs),
+                         listing([values['top1'] for values in run_accuracies], runs, 2),
+                         listing([values['train_top1'] for values in training], runs, 2),
+                         listing([values['loss'] for values in training], runs, 4), seconds, rate,
+                         time.strftime('%H:%M:%S', time.gmtime((config.num_epochs - epoch) * seconds)))
+            stop.check()
     return state, histories

@@ -8,6 +8,7 @@ from absl import logging
 
 from ijckd_jax.errors import Diverged
 from ijckd_jax.training.runs import label, listing, of_run, seed_order
+from ijckd_jax.training.state import learning_rate
 
 # A loss this many times the run's first (or 1, if larger) is taken for divergence: an
 # exploding run grows by orders of magnitude within a few steps; a healthy one falls or wobbles.
@@ -15,16 +16,16 @@ DIVERGENCE_FACTOR = 1000.0
 
 
 class Progress:
-    """Keeps step metrics on the device; every few steps, one host sync writes their means and
-    the learning rate to the writers, logs a progress line within an epoch (the epoch's own line
-    says the rest), and stops a diverged run before its epoch is evaluated or checkpointed. Each
-    run trained together (seeds, a table's methods) has its writer and its part of the metrics
-    (runs.values_of)."""
+    """Keeps step metrics on the device; every config.log_every_steps steps, one host sync
+    writes their means and the learning rate to the writers, logs a progress line within an
+    epoch (the epoch's own line says the rest), and stops a diverged run before its epoch is
+    evaluated or checkpointed, and at Ctrl-C (`stop`, a StopRequest). Each run trained together
+    (seeds, a table's rows) has its writer and its part of the metrics (runs.select)."""
 
-    def __init__(self, steps_per_epoch, num_epochs, step, global_batch_size, runs, every, learning_rate):
-        self.steps_per_epoch, self.total_steps = steps_per_epoch, steps_per_epoch * num_epochs
-        self.step, self.batch, self.runs, self.every = step, global_batch_size, runs, every
-        self.learning_rate = learning_rate  # step -> the rate of its update
+    def __init__(self, runs, config, steps_per_epoch, step, stop):
+        self.steps_per_epoch, self.total_steps = steps_per_epoch, steps_per_epoch * config.num_epochs
+        self.step, self.batch, self.runs, self.every = step, config.global_batch_size, runs, config.log_every_steps
+        self.optimizer, self.stop = config.optimizer, stop
         self.pending = []
         self.window_start = time.time()
         self.first_losses = [None] * len(runs)
@@ -49,6 +50,7 @@ class Progress:
         self.step += count
         if self.step // self.every > (self.step - count) // self.every:
             self.flush(line=self.step % self.steps_per_epoch != 0)
+        self.stop.check()
 
     def flush(self, line=True):
         """Writes the pending steps' means; with `line`, logs them with speed and ETA."""
@@ -57,7 +59,7 @@ class Progress:
         steps = [step_metrics for metrics, count in jax.device_get(self.pending)
                  for step_metrics in (unstack(metrics, count) if count > 1 else [metrics])]
         # Per run, one row of floats per step.
-        rows = [[of_run(step_metrics, run.index) for step_metrics in steps] for run in self.runs]
+        rows = [[of_run(step_metrics, run) for step_metrics in steps] for run in self.runs]
         first_step = self.step - len(steps) + 1
         for index, run_rows in enumerate(rows):
             for offset, metrics in enumerate(run_rows):
@@ -68,7 +70,8 @@ class Progress:
         means = [{name: float(np.mean([row[name] for row in run_rows])) for name in run_rows[0]}
                  for run_rows in rows]
         for run, run_means in zip(self.runs, means):
-            run.writer.write_scalars(self.step, {**run_means, 'learning_rate': self.learning_rate(self.step - 1)})
+            run.writer.write_scalars(self.step, {**run_means, 'learning_rate': learning_rate(
+                self.optimizer, self.steps_per_epoch, self.step - 1)})
         now = time.time()
         self.epoch_steps += len(steps)
         self.epoch_seconds += now - self.window_start
@@ -97,7 +100,7 @@ class Progress:
         bound = DIVERGENCE_FACTOR * max(abs(self.first_losses[index] or 0.0), 1.0)
         if not np.isfinite(loss) or loss > bound:
             why = 'not finite' if not np.isfinite(loss) else f'over {bound:.3g}, {DIVERGENCE_FACTOR:g}× the first'
-            run = label(self.runs[index])
+            run = label(self.runs[index], self.runs)
             run = f' of {run}' if run else ''
             kept = ('The checkpoint of the last finished epoch is kept' if step > self.steps_per_epoch else
                     'No epoch finished, so nothing of the run is kept')
@@ -106,5 +109,5 @@ class Progress:
 
 
 def unstack(metrics, count):
-    """{name: [count] values} → one {name: value} per step."""
-    return [{name: values[index] for name, values in metrics.items()} for index in range(count)]
+    """Metrics with every leaf stacked over `count` steps → one tree of metrics per step."""
+    return [jax.tree.map(lambda values: values[index], metrics) for index in range(count)]

@@ -1,89 +1,71 @@
 """The runs one process trains together, and each run's part of what they share.
 
-A run is one model trained with one seed, in a workdir of its own. Its index says where it
-lies in the experiment's state and metrics: None for a run alone; the seed's position for
-config.seeds (the state stacked over seeds); (method, position or None) in a comparison table,
-whose state is one per method and whose metrics are named 'METHOD/NAME'.
+A run is one model trained with one seed, in a workdir of its own: one row of the table (a
+method with its settings) and one seed. The state and the metrics are {row: ...}, stacked over
+seeds where several train together; a run's `position` is its seed's place in that stack, None
+where there is no stack (one seed).
 """
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 
 
 class Run(NamedTuple):
-    """One run: its config (config.seed its seed), its workdir and its index; with a writer
-    and checkpoints once started."""
+    """One run: its config (config.seed its seed), its workdir, its row and seed position; with
+    a writer and checkpoints once started."""
     config: Any
     workdir: str
-    index: Any
+    row: str
+    position: Optional[int] = None
     writer: Any = None
     manager: Any = None
 
 
-def method_of(index):
-    return index[0] if isinstance(index, tuple) else None
+def label(run, runs):
+    """How logs name a run among `runs`: 'ijckd seed 3', 'seed 3', 'ijckd', or '' for a run alone."""
+    row = run.row if len({other.row for other in runs}) > 1 else ''
+    seed = '' if run.position is None else f'seed {run.config.seed}'
+    return ' '.join(part for part in (row, seed) if part)
 
 
-def position_of(index):
-    return index[1] if isinstance(index, tuple) else index
+def select(tree, run):
+    """A run's part of a tree keyed by row (the state, metrics, sums): its row's, its seed's in
+    a stack over seeds."""
+    tree = tree[run.row]
+    return tree if run.position is None else jax.tree.map(lambda leaf: leaf[run.position], tree)
 
 
-def label(run):
-    """How logs name a run among others: 'ijckd seed 3', 'seed 3', or '' for a run alone."""
-    method, position = method_of(run.index), position_of(run.index)
-    seed = '' if position is None else f'seed {run.config.seed}'
-    return ' '.join(part for part in (method, seed) if part)
-
-
-def select(tree, index):
-    """A run's part of the experiment's state: its method's, its seed's in a stack over seeds."""
-    method, position = method_of(index), position_of(index)
-    tree = tree if method is None else tree[method]
-    return tree if position is None else jax.tree.map(lambda leaf: leaf[position], tree)
-
-
-def values_of(values, index):
-    """A run's metrics from a step's or an evaluation's {name: array}."""
-    method, position = method_of(index), position_of(index)
-    if method is not None:
-        prefix = f'{method}/'
-        values = {name[len(prefix):]: value for name, value in values.items() if name.startswith(prefix)}
-    return values if position is None else {name: value[position] for name, value in values.items()}
-
-
-def of_run(values, index):
-    """values_of as {name: float}."""
-    return {name: float(value) for name, value in values_of(values, index).items()}
+def of_run(values, run):
+    """A run's {name: float} from a step's or an evaluation's {row: {name: array}}."""
+    return {name: float(value) for name, value in select(values, run).items()}
 
 
 def listing(numbers, runs, digits):
     """One number per run as a log shows them: '45.10/45.30' over seeds (in seed_order's
-    order); 'ce 45.10/45.30, kd 46.00/46.20' over a table's methods."""
+    order); 'ce 45.10/45.30, kd 46.00/46.20' over a table's rows."""
     groups = {}
     for number, run in zip(numbers, runs):
-        groups.setdefault(method_of(run.index), []).append(f'{number:.{digits}f}')
-    return ', '.join(' '.join(([method] if method else []) + ['/'.join(group)]) for method, group in groups.items())
+        groups.setdefault(run.row, []).append(f'{number:.{digits}f}')
+    named = len(groups) > 1
+    return ', '.join(' '.join(([row] if named else []) + ['/'.join(group)]) for row, group in groups.items())
 
 
 def seed_order(runs):
     """' (seeds 0/3)': which seed each number of a listing is, for runs over several seeds; ''
     for one."""
-    seeds = list(dict.fromkeys(run.config.seed for run in runs if position_of(run.index) is not None))
+    seeds = list(dict.fromkeys(run.config.seed for run in runs if run.position is not None))
     return f" (seeds {'/'.join(map(str, seeds))})" if len(seeds) > 1 else ''
 
 
-def assemble(parts, indices):
-    """The experiment's state from the runs' parts (select's inverse): stacked over seeds, one
-    per method for a table."""
-    by_method = {}
-    for part, index in zip(parts, indices):
-        by_method.setdefault(method_of(index), []).append((position_of(index), part))
+def assemble(parts, runs):
+    """The state keyed by row from the runs' parts (select's inverse), stacked over seeds."""
+    by_row = {}
+    for part, run in zip(parts, runs):
+        by_row.setdefault(run.row, []).append((run.position, part))
 
     def stack(items):
         if items[0][0] is None:
             return items[0][1]
         return jax.tree.map(lambda *leaves: jnp.stack(leaves), *[part for _, part in items])
-    if None in by_method:
-        return stack(by_method[None])
-    return {method: stack(items) for method, items in by_method.items()}
+    return {row: stack(items) for row, items in by_row.items()}

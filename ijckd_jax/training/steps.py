@@ -1,13 +1,62 @@
-"""The steps a run jits: one SGD step, and the sums an evaluation batch contributes."""
+"""The steps a run jits: one SGD step of every row, and the sums an evaluation batch contributes.
+
+Every run is a table: rows (a method with its settings), each trained from the same batch and
+the frozen teacher's forward pass on it, computed once; a run alone is a table of one row. The
+state is {row: TrainState}, each stacked over seeds where several train together. What a step
+computes is fixed by its `Spec`, one frozen, hashable value that is the jitted functions'
+static argument: runs of equal specs share their compiled programs.
+"""
+import dataclasses
+from typing import Any, NamedTuple, Optional
+
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 
 from ijckd_jax.bound import bound_sums
 from ijckd_jax.data import device as device_data
-from ijckd_jax.distillation import evaluation_logits, forward
-from ijckd_jax.objectives import Examples, get_objective
-from ijckd_jax.training.state import TrainState, merge_variables, split_variables
+from ijckd_jax.distillation import Distiller, evaluation_logits, forward
+from ijckd_jax.models import ImageClassifier
+from ijckd_jax.objectives import Examples, Objective
+from ijckd_jax.training.state import TrainState, create_optimizer, merge_variables, split_variables
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One row of the table: the modules it trains, its objective and the objective's settings."""
+    name: str
+    distiller: Distiller
+    objective: Objective
+    settings: Any  # flax.core.FrozenDict of the objective's settings
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """What the steps of a run compute, besides their arrays."""
+    rows: tuple  # Row
+    teacher: Optional[ImageClassifier]  # None where no row distils
+    optimizer: Any  # flax.core.FrozenDict of config.optimizer
+    steps_per_epoch: int
+    mean: tuple
+    std: tuple
+    mesh: Any  # training/mesh.Mesh: where a batch drawn on the devices is sharded
+    global_batch: int
+    seeds: int  # how many seeds each row's state is stacked over; 0 for one seed, unstacked
+    vectorized: bool  # the seeds vmapped, or one after another (in_turn)
+
+
+class SplitBatch(NamedTuple):
+    """The training split held on the devices, the epoch's order and the seed (each [seeds]
+    over seeds): the step draws its batch from them."""
+    images: jax.Array
+    labels: jax.Array
+    order: jax.Array
+    seed: jax.Array
+
+
+def optimizer_of(spec):
+    return create_optimizer(ml_collections.ConfigDict(dict(spec.optimizer)), spec.steps_per_epoch)
 
 
 def normalize(images, mean, std):
@@ -15,85 +64,17 @@ def normalize(images, mean, std):
     return (images.astype(jnp.float32) / 255.0 - jnp.asarray(mean)) / jnp.asarray(std)
 
 
-def train_step(state, teacher_variables, images, labels, examples=None, *, distiller, objective_name, settings,
-               optimizer, mean, std, steps_per_epoch):
-    """One SGD step on the objective; returns the new state and this step's metrics.
-    `examples` (an Examples), where the batch comes from the split held on the devices."""
-    return update(state, teacher_variables, normalize(images, mean, std), labels, None, examples,
-                  distiller=distiller, objective_name=objective_name, settings=settings, optimizer=optimizer,
-                  steps_per_epoch=steps_per_epoch)
-
-
-def update(state, teacher_variables, images, labels, teacher_output, examples=None, *, distiller, objective_name,
-           settings, optimizer, steps_per_epoch):
-    """train_step on normalized images, given the frozen teacher's output on them (None: the
-    forward pass computes it)."""
-    objective = get_objective(objective_name)
-    # Counted from 1, as mdistiller's trainer passes it to DKD's warm-up.
-    epoch = (state.step // steps_per_epoch + 1).astype(jnp.float32)
-
-    def loss_function(params):
-        variables = merge_variables(params, state.batch_stats)
-        outputs, updated = forward(distiller, variables, teacher_variables, images, train=True,
-                                   teacher_output=teacher_output, epoch=epoch, examples=examples)
-        loss, terms = objective.loss(outputs, labels, settings)
-        return loss, (terms, split_variables(updated)[1], outputs)
-
-    (loss, (terms, batch_stats, outputs)), gradients = jax.value_and_grad(
-        loss_function, has_aux=True)(state.params)
-    updates, opt_state = optimizer.update(gradients, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    predictions = jnp.argmax(evaluation_logits(outputs, objective_name), axis=-1)
-    metrics = {'loss': loss, **{f'loss_{name}': value for name, value in terms.items()},
-               'train_top1': 100.0 * jnp.mean(predictions == labels)}
-    return TrainState(state.step + 1, params, batch_stats, opt_state), metrics
-
-
-def table_train_step(states, teacher_variables, images, labels, examples=None, *, members, teacher, optimizer,
-                     mean, std, steps_per_epoch):
-    """One SGD step of every method of a comparison table on the same batch: the frozen
-    teacher's forward pass (features and logits) computed once, each method's loss, gradient
-    and update on its own state. `states` and the metrics are keyed by method; `members`
-    holds (method, distiller, objective name, settings as sorted items)."""
-    images = normalize(images, mean, std)
-    teacher_output = None
-    if teacher is not None:
-        teacher_output = teacher.apply(jax.lax.stop_gradient(teacher_variables), images, train=False)
-    updated, metrics = {}, {}
-    for method, distiller, objective_name, settings in members:
-        updated[method], method_metrics = update(
-            states[method], teacher_variables, images, labels, teacher_output, examples, distiller=distiller,
-            objective_name=objective_name, settings=dict(settings), optimizer=optimizer,
-            steps_per_epoch=steps_per_epoch)
-        metrics.update({f'{method}/{name}': value for name, value in method_metrics.items()})
-    return updated, metrics
-
-
-def train_step_on_device(state, teacher_variables, split_images, split_labels, order, seed, *, step, mesh,
-                         steps_per_epoch, global_batch):
-    """`step` on the batch of the state's step, drawn from the split held on the devices in
-    the epoch's `order` and augmented from `seed`."""
-    images, labels, positions = device_data.draw_batch(
-        device_data.DeviceSplit(split_images, split_labels), order, step_count(state), seed, mesh,
-        steps_per_epoch=steps_per_epoch, global_batch=global_batch)
-    examples = Examples(positions, split_labels, device_data.objective_key(seed, step_count(state)))
-    return step(state, teacher_variables, images, labels, examples)
-
-
 def step_count(state):
-    """The step of a train state, or of a table's states (all at the same step)."""
-    return state.step if isinstance(state, TrainState) else next(iter(state.values())).step
+    """The step of a run's states (every row's, equal)."""
+    return next(iter(state.values())).step
 
 
-def over_seeds(step, vectorized=True):
-    """A step on the split held on the devices, for a state, an order and a seed stacked over
-    seeds (the teacher and the split shared): runs of several seeds in one dispatch, vmapped
-    (`vectorized`) or one seed after another (in_turn)."""
-    def stepped(state, teacher_variables, split_images, split_labels, order, seed):
-        def one(state, order, seed):
-            return step(state, teacher_variables, split_images, split_labels, order, seed)
-        return (jax.vmap(one) if vectorized else in_turn(one))(state, order, seed)
-    return stepped
+def over_seeds(function, spec):
+    """`function` of one seed's state (and seed-stacked arguments) over the seeds of `spec`:
+    vmapped, or one seed after another (in_turn); unchanged for one seed."""
+    if not spec.seeds:
+        return function
+    return jax.vmap(function) if spec.vectorized else in_turn(function)
 
 
 def in_turn(function):
@@ -108,12 +89,65 @@ def in_turn(function):
     return mapped
 
 
-def scan_steps(step, count):
-    """`count` successive `step`s in one lax.scan: one dispatch instead of `count`, the same
-    steps; the metrics come stacked, one row per step."""
-    def stepped(state, *inputs):
-        return jax.lax.scan(lambda state, _: step(state, *inputs), state, length=count)
-    return stepped
+def train_step(state, teacher_variables, batch, spec):
+    """One SGD step of every row on the same batch: a host batch (images, labels), or a
+    SplitBatch to draw it from; returns the new state and {row: this step's metrics}."""
+    if not isinstance(batch, SplitBatch):
+        return rows_step(state, teacher_variables, (*batch, None), spec)
+
+    def one_seed(state, order, seed):
+        step = step_count(state)
+        images, labels, positions = device_data.draw_batch(
+            device_data.DeviceSplit(batch.images, batch.labels), order, step, seed, spec.mesh,
+            steps_per_epoch=spec.steps_per_epoch, global_batch=spec.global_batch)
+        examples = Examples(positions, batch.labels, device_data.objective_key(seed, step))
+        return rows_step(state, teacher_variables, (images, labels, examples), spec)
+    return over_seeds(one_seed, spec)(state, batch.order, batch.seed)
+
+
+def train_steps(state, teacher_variables, batch, spec, count):
+    """`count` successive train_steps in one lax.scan: one dispatch instead of `count`, the
+    same steps; the metrics come stacked, one row per step."""
+    return jax.lax.scan(lambda state, _: train_step(state, teacher_variables, batch, spec), state, length=count)
+
+
+def rows_step(state, teacher_variables, inputs, spec):
+    """train_step of (images, labels, Examples or None): the frozen teacher's forward pass
+    (features and logits) computed once, then each row's loss, gradient and update."""
+    images, labels, examples = inputs
+    images = normalize(images, spec.mean, spec.std)
+    teacher_output = None
+    if spec.teacher is not None:
+        teacher_output = spec.teacher.apply(jax.lax.stop_gradient(teacher_variables), images, train=False)
+    updated, metrics = {}, {}
+    for row in spec.rows:
+        updated[row.name], metrics[row.name] = update(
+            state[row.name], teacher_variables, (images, labels, teacher_output, examples), row, spec)
+    return updated, metrics
+
+
+def update(state, teacher_variables, inputs, row, spec):
+    """One row's SGD step on normalized images, given the frozen teacher's output on them."""
+    images, labels, teacher_output, examples = inputs
+    optimizer = optimizer_of(spec)
+    # Counted from 1, as mdistiller's trainer passes it to DKD's warm-up.
+    epoch = (state.step // spec.steps_per_epoch + 1).astype(jnp.float32)
+
+    def loss_function(params):
+        variables = merge_variables(params, state.batch_stats)
+        outputs, updated = forward(row.distiller, variables, teacher_variables, images, train=True,
+                                   teacher_output=teacher_output, epoch=epoch, examples=examples)
+        loss, terms = row.objective.loss(outputs, labels, row.settings)
+        return loss, (terms, split_variables(updated)[1], outputs)
+
+    (loss, (terms, batch_stats, outputs)), gradients = jax.value_and_grad(
+        loss_function, has_aux=True)(state.params)
+    updates, opt_state = optimizer.update(gradients, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    predictions = jnp.argmax(evaluation_logits(outputs, row.objective), axis=-1)
+    metrics = {'loss': loss, **{f'loss_{name}': value for name, value in terms.items()},
+               'train_top1': 100.0 * jnp.mean(predictions == labels)}
+    return TrainState(state.step + 1, params, batch_stats, opt_state), metrics
 
 
 def count_correct(logits, labels, mask):
@@ -124,21 +158,31 @@ def count_correct(logits, labels, mask):
             'top5': 100.0 * jnp.sum(jnp.any(hits, -1) * mask), 'count': jnp.sum(mask)}
 
 
-def eval_step(state, teacher_variables, images, labels, mask, teacher_logits=None, *, distiller,
-              objective_name, mean, std):
-    """Sums over one batch: hits and cross-entropy of the objective's evaluation classifier, and
-    the terms of the paper's error bound where the teacher classifier can read the student's
-    features.
+def eval_step(state, teacher_variables, batch, spec):
+    """{row: sums over one batch (images, labels, mask, teacher_logits)}, each [seeds] over
+    seeds: hits and cross-entropy of the row's evaluation classifier, the count, and the terms
+    of the paper's error bound where the teacher classifier can read the student's features.
 
     `teacher_logits`, the frozen teacher's on this batch, are computed once per run
     (teacher_logits_step); given them, XLA drops the teacher's backbone from this step.
     """
+    images, labels, mask, teacher_logits = batch
+    images = normalize(images, spec.mean, spec.std)
+
+    def one_seed(state):
+        return {row.name: row_sums(state[row.name], teacher_variables, (images, labels, mask, teacher_logits), row)
+                for row in spec.rows}
+    return over_seeds(one_seed, spec)(state)
+
+
+def row_sums(state, teacher_variables, batch, row):
+    """eval_step's sums of one row's state on normalized images."""
+    images, labels, mask, teacher_logits = batch
     variables = merge_variables(state.params, state.batch_stats)
-    outputs, _ = forward(distiller, variables, teacher_variables, normalize(images, mean, std),
-                         train=False)
+    outputs, _ = forward(row.distiller, variables, teacher_variables, images, train=False)
     if teacher_logits is not None:
         outputs = outputs._replace(teacher_logits=teacher_logits)
-    logits = evaluation_logits(outputs, objective_name)
+    logits = evaluation_logits(outputs, row.objective)
     sums = count_correct(logits, labels, mask)
     # The test loss is the cross-entropy of the logits the run is evaluated by, whatever the
     # objective trains with (as RepDistiller's validate()).
@@ -150,18 +194,20 @@ def eval_step(state, teacher_variables, images, labels, mask, teacher_logits=Non
     return sums
 
 
-def table_eval_step(states, teacher_variables, images, labels, mask, teacher_logits=None, *, members, mean,
-                    std):
-    """eval_step of every method of a table on one batch: {'METHOD/NAME': sum} and the count."""
-    sums = {}
-    for method, distiller, objective_name, _ in members:
-        method_sums = eval_step(states[method], teacher_variables, images, labels, mask, teacher_logits,
-                                distiller=distiller, objective_name=objective_name, mean=mean, std=std)
-        sums['count'] = method_sums.pop('count')
-        sums.update({f'{method}/{name}': value for name, value in method_sums.items()})
-    return sums
-
-
-def teacher_logits_step(teacher_variables, images, *, teacher, mean, std):
+def teacher_logits_step(teacher_variables, images, spec):
     """The frozen teacher's logits on one batch."""
-    return teacher.apply(teacher_variables, normalize(images, mean, std)).logits
+    return spec.teacher.apply(teacher_variables, normalize(images, spec.mean, spec.std)).logits
+
+
+# The jitted steps: the spec (and a scan's count) is static, so equal specs share programs.
+train = jax.jit(train_step, static_argnums=3, donate_argnums=0)
+train_scanned = jax.jit(train_steps, static_argnums=(3, 4), donate_argnums=0)
+evaluate = jax.jit(eval_step, static_argnums=3)
+teacher_logits = jax.jit(teacher_logits_step, static_argnums=2)
+
+
+def dispatch(state, teacher_variables, batch, spec, count=1):
+    """`count` train steps in one dispatch: the jitted step, or a scan of `count` of them."""
+    if count == 1:
+        return train(state, teacher_variables, batch, spec)
+    return train_scanned(state, teacher_variables, batch, spec, count)

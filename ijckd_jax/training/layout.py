@@ -1,11 +1,14 @@
-"""A comparison table: several methods × seeds of one teacher→student pair, trained as one run.
+"""Which runs a config trains, and where they live: the one place that knows a run alone, a
+seeds run and a comparison table apart.
 
-A table config (configs/cifar_table.py) is a run's config without `loss` and `connector`, plus
-`methods` (the methods trained, comma-separated), `method_settings` (each known method's loss
-and connector, from its own config file) and `seeds_vectorized`. Each method × seed is an
-ordinary run directory, WORKDIR/METHOD/seed_SEED, whose run.json, history, checkpoints and
-summary are those of the same method's config trained alone with that seed; WORKDIR/table.json
-records what the table trains, so that a restart with other methods, seeds or settings is refused.
+Every config trains rows (a method with its settings) × seeds. A run alone is one row and one
+seed, in WORKDIR; a run over config.seeds is one row, each seed's run in WORKDIR/seed_SEED; a
+comparison table (configs/cifar_table.py) is several rows, each row × seed in
+WORKDIR/ROW/seed_SEED. A table config is a run's config without `loss` and `connector`, plus
+`methods` (the rows trained, comma-separated) and `method_settings` (each known method's loss
+and connector, from its own config file). Each run directory's run.json, history, checkpoints
+and summary are those of the same row's config trained alone with that seed; WORKDIR/table.json
+records what a table trains, so that a restart with other methods, seeds or settings is refused.
 """
 import os
 
@@ -15,11 +18,11 @@ from ijckd_jax import files
 from ijckd_jax.config import validate_config
 from ijckd_jax.errors import ConfigError, WorkdirError
 from ijckd_jax.objectives import get_objective
+from ijckd_jax.training.runs import Run
 from ijckd_jax.training.workdir import field_differences, flatten, math_fields, read_json
 
 TABLE = 'table.json'
-TABLE_FIELDS = ('methods', 'method_settings', 'seeds_vectorized')
-SEEDS_VECTORIZED = ('auto', 'vmap', 'in_turn')
+TABLE_FIELDS = ('methods', 'method_settings')
 
 
 # What a comparison table's methods keep of their own: the rest of their configs is shared.
@@ -58,9 +61,7 @@ def table_config(configs, methods):
     table.method_settings = ml_collections.ConfigDict(
         {method: dict(loss=config.loss.to_dict(), connector=config.connector.to_dict())
          for method, config in configs.items()})
-    # The table's seeds (config.seeds) vmapped in one step ('vmap'), or stepped one after another
-    # in it ('in_turn'); 'auto': vmapped on accelerators, in turn on a CPU, where that measured
-    # faster (bench/RESULTS.md).
+    # The table's seeds in turn on a CPU, vmapped on accelerators (base_config says why).
     table.seeds_vectorized = 'auto'
     return table
 
@@ -99,9 +100,6 @@ def validate_table(table, device_count):
         if name not in table.method_settings:
             raise ConfigError(f"config.methods={table.methods!r}: '{name}' is not a method of this table; "
                               f'known: {known}.')
-    if table.seeds_vectorized not in SEEDS_VECTORIZED:
-        raise ConfigError(f'config.seeds_vectorized={table.seeds_vectorized!r} must be one of '
-                          f"{', '.join(SEEDS_VECTORIZED)}.")
     for name in names:
         config = method_config(table, name)
         config.seeds = table.seeds
@@ -124,24 +122,57 @@ def method_config(table, method):
     return config
 
 
-def method_configs(table):
-    """{method: its config alone}, in the table's order."""
-    return {method: method_config(table, method) for method in method_names(table)}
+def rows_of(config):
+    """{row: its config alone}: a table's methods in its order, or the run's own objective."""
+    if is_table(config):
+        return {method: method_config(config, method) for method in method_names(config)}
+    return {config.loss.name: config}
 
 
-def table_runs(table, workdir):
-    """(config, workdir, index) of every method × seed, method by method: the config of the
-    method trained alone with that seed, WORKDIR/METHOD/seed_SEED, and (method, the seed's
-    position in the state stacked over config.seeds, or None without config.seeds)."""
-    seeds = list(table.seeds) or [table.seed]
+def runs_of(config, workdir):
+    """Every row × seed of `config`, row by row, each with the config of its row trained alone
+    with that seed, its run directory and its seed's position in a state stacked over
+    config.seeds (None without config.seeds)."""
+    seeds = list(config.seeds) or [config.seed]
     runs = []
-    for method, config in method_configs(table).items():
+    for row, row_config in rows_of(config).items():
         for position, seed in enumerate(seeds):
-            seed_config = config.copy_and_resolve_references()
+            seed_config = row_config.copy_and_resolve_references()
             seed_config.seed = seed
-            runs.append((seed_config, os.path.join(workdir, method, f'seed_{seed}'),
-                         (method, position if table.seeds else None)))
+            if is_table(config):
+                directory = os.path.join(workdir, row, f'seed_{seed}')
+            else:
+                directory = os.path.join(workdir, f'seed_{seed}') if config.seeds else workdir
+            runs.append(Run(seed_config, directory, row, position if config.seeds else None))
     return runs
+
+
+def loss_field(config, row):
+    """Where a row's loss settings are set: 'loss', or a table's 'method_settings.ROW.loss'."""
+    return f'method_settings.{row}.loss' if is_table(config) else 'loss'
+
+
+def validate(config, device_count):
+    """Every check of a run alone or a table that can fail before any work."""
+    if is_table(config):
+        validate_table(config, device_count)
+    else:
+        validate_config(config, device_count)
+
+
+def check_layout(workdir, config):
+    """Before any work: a table's workdir holds this table or nothing, a run alone's no table."""
+    if is_table(config):
+        check_table_workdir(workdir, config)
+    else:
+        check_not_a_table(workdir)
+
+
+def record_layout(workdir, config):
+    """Writes what the workdir of a table that starts afresh trains (table.json)."""
+    if is_table(config):
+        os.makedirs(workdir, exist_ok=True)
+        record_table(workdir, config)
 
 
 def table_record(table):

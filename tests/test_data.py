@@ -48,7 +48,7 @@ def test_training_order_is_a_seeded_permutation_and_resumes_exactly():
         np.testing.assert_array_equal(a_images, b_images)
         np.testing.assert_array_equal(a_labels, b_labels)
     assert all(np.array_equal(a[1], b[1]) for a, b in zip(epoch, again))
-    next_epoch = np.concatenate([l for _, l in train_batches(split, 4, 5, 1, 1, 0)])
+    next_epoch = np.concatenate([labels for _, labels in train_batches(split, 4, 5, 1, 1, 0)])
     assert list(next_epoch) != list(labels)
 
 

@@ -168,7 +168,8 @@ def test_ofd_loss_matches_mdistillers_on_maps_of_other_sizes(kernel_size):
         variables['params'], student.preact_stages)
 
     maps = [nchw(stage).requires_grad_() for stage in student.preact_stages]
-    distill = torch_ofd_loss(connectors, margins_of(bns), maps[1:], [nchw(stage) for stage in teacher.preact_stages[1:]])
+    distill = torch_ofd_loss(connectors, margins_of(bns), maps[1:],
+                             [nchw(stage) for stage in teacher.preact_stages[1:]])
     ce = F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels).long())
     (ce + distill).backward()
     close(terms['ofd'], distill.item())

@@ -6,18 +6,35 @@ The layouts differ as torch.nn and flax.linen store them: conv weights [O, I, kH
 kernels [kH, kW, I, O]; linear weights [out, in] → [in, out]; BatchNorm weight/bias →
 scale/bias, running_mean/var → batch_stats mean/var; num_batches_tracked is dropped.
 """
+import codecs
 import os
+import pickle
 import re
+import zipfile
 from typing import Dict, NamedTuple, Tuple
 
 import numpy as np
 from flax import traverse_util
 
+from ijckd_jax.deploy import ARTIFACT, DESCRIPTION, ONNX
+from ijckd_jax.frozen_model import METADATA, VARIABLES
 from ijckd_jax.models import (IMAGENET_MODELS, MODELS, abstract_variables, check_model_name, create_model,
                               default_image_size)
 
 IGNORED_SUFFIX = '.num_batches_tracked'
 WRAPPER_KEYS = ('model', 'state_dict', 'model_state_dict')
+
+EXPECTED = 'the converter reads a PyTorch checkpoint, a .pth/.pt file that torch.save wrote'
+HEAD_BYTES = 4096  # what a file's kind is told from
+# torch.save's legacy format pickles torch.serialization.MAGIC_NUMBER first, in any protocol.
+TORCH_LEGACY_STARTS = tuple(pickle.dumps(0x1950A86A20F9469CFC6C, protocol=protocol)
+                            for protocol in range(pickle.HIGHEST_PROTOCOL + 1))
+ZIP_START = b'PK\x03\x04'  # a zip archive's first local file header; torch.save's format is one
+PROTO_OPCODE = 0x80  # starts a pickle of protocol 2 or later, its protocol next
+ONNX_START = b'\x08'  # an ONNX ModelProto starts with its field 1, ir_version, a varint
+SIGNATURES = {b'\x89PNG\r\n\x1a\n': 'a PNG image', b'\xff\xd8\xff': 'a JPEG image',
+              b'\x93NUMPY': 'a numpy array (.npy)', b'\x89HDF\r\n\x1a\n': 'an HDF5 file (e.g. Keras weights)',
+              b'\x1f\x8b': 'gzip-compressed data'}
 
 
 class ConversionError(ValueError):
@@ -80,25 +97,127 @@ def strip_wrappers(checkpoint):
 
 
 def read_torch_checkpoint(path, allow_pickle=False) -> Dict[str, np.ndarray]:
-    """The state dict of a PyTorch file as float32 numpy arrays."""
-    import pickle
+    """The state dict of a PyTorch file as float32 numpy arrays; a file of another kind is
+    refused by its first bytes, before torch.load, with what it looks like."""
+    path = os.fspath(path)
+    check_torch_checkpoint(path)
     import torch
 
-    if not os.path.isfile(path):
-        raise ConversionError(f'Checkpoint {path} does not exist or is not a file.')
     try:
         checkpoint = torch.load(path, map_location='cpu', weights_only=not allow_pickle)
     except pickle.UnpicklingError as error:
-        if allow_pickle:
-            raise ConversionError(f'{path} is not a readable PyTorch checkpoint: {error}') from error
+        # Weights-only torch.load names the class it refused so; any other unpickling error is damage.
+        refused = re.search(r'Unsupported global: GLOBAL (\S+)', str(error))
+        if allow_pickle or not refused:
+            raise damaged(path, error) from error
         raise ConversionError(
-            f'{path} holds Python objects besides tensors, which torch.load refuses to unpickle '
-            'safely. If you trust the file, pass --allow-pickle.') from error
+            f'{path} holds Python objects besides tensors (e.g. {refused.group(1)}), which torch.load '
+            'refuses to unpickle safely. If you trust the file, pass --allow-pickle.') from error
+    except (AttributeError, ImportError) as error:  # only with --allow-pickle: a class of the training code
+        raise ConversionError(f'{path} holds Python objects whose class cannot be imported here ({error}); '
+                              'where the model was trained, save its state dict alone with '
+                              "torch.save(model.state_dict(), 'model.pth').") from error
     except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise ConversionError(f'{path} is not a readable PyTorch checkpoint (is it truncated or '
-                              f'not a .pth file?): {error}') from error
+        raise damaged(path, error) from error
     return {key: value.detach().cpu().float().numpy()
             for key, value in strip_wrappers(checkpoint).items()}
+
+
+def damaged(path, error) -> ConversionError:
+    """A file in one of torch.save's formats that torch.load cannot read, with the first sentence
+    of torch's reason (in weights-only mode, the unpickler's, after torch's advice)."""
+    reason = str(error).split('WeightsUnpickler error:')[-1].strip().split('\n')[0].split('. ')[0]
+    reason = reason.rstrip('.') or type(error).__name__
+    return ConversionError(f'{path} is a truncated or damaged PyTorch checkpoint (torch.load: {reason}); '
+                           'copy or download it again.')
+
+
+def check_torch_checkpoint(path) -> None:
+    """Refuses, saying what it looks like, a path that does not start as one of torch.save's two
+    formats: its zip archive with <name>/data.pkl first, or the legacy pickle stream whose first
+    object is torch's magic number."""
+    if os.path.isdir(path):
+        raise ConversionError(describe_directory(path))
+    if not os.path.isfile(path):
+        raise ConversionError(f'Checkpoint {path} does not exist or is not a file.')
+    try:
+        with open(path, 'rb') as file:
+            head = file.read(HEAD_BYTES)
+    except OSError as error:
+        raise ConversionError(f'Checkpoint {path} cannot be read: {error.strerror}.') from error
+    if not head:
+        raise ConversionError(f'{path} is empty (0 bytes); {EXPECTED}.')
+    if head.startswith(TORCH_LEGACY_STARTS) or (head.startswith(ZIP_START) and
+                                                first_zip_entry(head).endswith('/data.pkl')):
+        return
+    raise ConversionError(f'{path} looks like {describe_file(path, head)}, not a PyTorch checkpoint; {EXPECTED}.')
+
+
+def first_zip_entry(head) -> str:
+    """The name in a zip archive's first local file header (readable even where the archive is truncated)."""
+    name_length = int.from_bytes(head[26:28], 'little')
+    return head[30:30 + name_length].decode('utf-8', 'replace')
+
+
+def describe_directory(path) -> str:
+    """Why a directory is not converted: an exported model, a model already converted, or any other."""
+    names = set(os.listdir(path))
+    if DESCRIPTION in names and names & {ARTIFACT, ONNX}:
+        return f'{path} is a model exported by tools/export_student.py (for tools/predict.py); {EXPECTED}.'
+    if METADATA in names and VARIABLES in names:
+        return (f'{path} is a converted model ({METADATA} and {VARIABLES}/) and needs no converting; '
+                f'train with --config.teacher.checkpoint={path}.')
+    checkpoints = sorted(name for name in names if name.endswith(('.pth', '.pt')))
+    example = f', e.g. {os.path.join(path, checkpoints[0])}' if checkpoints else ''
+    return f'{path} is a directory; {EXPECTED}{example}.'
+
+
+def describe_file(path, head) -> str:
+    """What a file that is not a PyTorch checkpoint looks like, in a few words, from its name and first bytes."""
+    if os.path.basename(path) == ARTIFACT:
+        return 'a model exported by tools/export_student.py (jax.export, for tools/predict.py)'
+    for signature, kind in SIGNATURES.items():
+        if head.startswith(signature):
+            return kind
+    if head.startswith(ZIP_START):
+        return describe_zip(path)
+    if path.endswith('.onnx') and head.startswith(ONNX_START):
+        return 'an ONNX model'
+    if head[8:10] == b'{"':  # safetensors: the length of its JSON header, then the header
+        return 'safetensors weights'
+    if len(head) > 1 and head[0] == PROTO_OPCODE and 2 <= head[1] <= pickle.HIGHEST_PROTOCOL:
+        return 'a Python pickle that torch.save did not write (e.g. of numpy or joblib)'
+    text = as_text(head)
+    if text is None:
+        return f'binary data (starting {head[:8].hex(" ")})'
+    if text.lstrip()[:1] in ('{', '['):
+        return 'JSON'
+    line = next((line for line in text.splitlines() if line.strip()), '')
+    return f'text (starting {line[:60]!r})' if line else 'blank text'
+
+
+def describe_zip(path) -> str:
+    """A zip archive that torch.save did not write: TorchScript's, or any other by its first entries."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except zipfile.BadZipFile:
+        return 'a truncated or damaged zip archive'
+    if any(name.endswith('/constants.pkl') for name in names):
+        return ("a TorchScript model (torch.jit.save; torch.save(torch.jit.load(FILE).state_dict(), "
+                "'model.pth') writes its checkpoint)")
+    return f"a zip archive (of {', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
+
+
+def as_text(head):
+    """The first bytes as text where they are UTF-8 without control characters; else None."""
+    try:
+        text = codecs.getincrementaldecoder('utf-8')().decode(head)  # a character cut at the end is no error
+    except UnicodeDecodeError:
+        return None
+    if any(ord(character) < 32 and character not in '\t\n\r\f' for character in text):
+        return None
+    return text
 
 
 def infer_model_name(path, state_dict) -> str:

@@ -1,13 +1,18 @@
 """The converter: every checkpoint format users have, and every way a checkpoint can be wrong."""
+import json
 import os
 import pickle
+import re
 import subprocess
 import sys
+import types
+import warnings
 
 import jax
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from ijckd_jax.cli import convert as convert_torch_weights
 from ijckd_jax.convert import ConversionError, convert_state_dict, read_torch_checkpoint
@@ -53,13 +58,15 @@ def test_repdistiller_checkpoint_converts_and_verifies(tmp_path, capsys):
     assert sorted(os.listdir(tmp_path)) == ['resnet8_vanilla', 'teacher']  # no staging left
 
 
-def test_data_parallel_prefix_and_plain_state_dict_give_the_same_variables(tmp_path):
+def test_data_parallel_prefix_legacy_format_and_plain_state_dict_give_the_same_variables(tmp_path):
     state = trained_looking_model().state_dict()
     torch.save({'module.' + key: value for key, value in state.items()}, tmp_path / 'dp.pth')
+    torch.save(state, tmp_path / 'legacy.pth', _use_new_zipfile_serialization=False)  # torch < 1.6's format
     torch.save(state, tmp_path / 'plain.pth')
-    from_parallel = convert_state_dict(read_torch_checkpoint(tmp_path / 'dp.pth'), 'resnet8')
     from_plain = convert_state_dict(read_torch_checkpoint(tmp_path / 'plain.pth'), 'resnet8')
-    jax.tree.map(np.testing.assert_array_equal, from_parallel, from_plain)
+    for other in ('dp.pth', 'legacy.pth'):
+        jax.tree.map(np.testing.assert_array_equal,
+                     convert_state_dict(read_torch_checkpoint(tmp_path / other), 'resnet8'), from_plain)
 
 
 @pytest.mark.quick
@@ -105,14 +112,32 @@ def test_unknown_architecture_lists_the_valid_ones(tmp_path, capsys):
 
 
 @pytest.mark.quick
-def test_truncated_and_missing_files_are_reported(tmp_path):
-    torch.save(trained_looking_model().state_dict(), tmp_path / 'model.pth')
-    content = (tmp_path / 'model.pth').read_bytes()
-    (tmp_path / 'truncated.pth').write_bytes(content[:len(content) // 2])
-    with pytest.raises(ConversionError, match='not a readable PyTorch checkpoint.*truncated'):
-        read_torch_checkpoint(tmp_path / 'truncated.pth')
+def test_truncated_damaged_and_missing_files_are_reported(tmp_path, capsys):
+    """A checkpoint cut in half, in either of torch.save's formats, or with a byte of its pickle
+    changed: one line that says so, with torch's reason, and no --allow-pickle to try."""
+    state = trained_looking_model().state_dict()
+    torch.save(state, tmp_path / 'zip.pth')
+    torch.save(state, tmp_path / 'legacy.pth', _use_new_zipfile_serialization=False)
+    for name in ('zip.pth', 'legacy.pth'):
+        content = (tmp_path / name).read_bytes()
+        (tmp_path / f'truncated_{name}').write_bytes(content[:len(content) // 2])
+    content = bytearray((tmp_path / 'zip.pth').read_bytes())
+    # data.pkl is the archive's first entry: its bytes follow the local header, its name and extra field.
+    pickle_start = 30 + int.from_bytes(content[26:28], 'little') + int.from_bytes(content[28:30], 'little')
+    assert content[pickle_start:pickle_start + 2] == b'\x80\x02'  # pickle protocol 2
+    content[pickle_start + 2] = 0xfe  # its first opcode becomes none
+    (tmp_path / 'damaged.pth').write_bytes(content)
+    reasons = {'truncated_zip.pth': 'PytorchStreamReader failed reading zip archive: failed finding central directory',
+               'truncated_legacy.pth': 'unexpected EOF, expected [0-9]+ more bytes',
+               'damaged.pth': 'Unsupported operand 254'}
+    for name, reason in reasons.items():
+        path = tmp_path / name
+        assert convert_torch_weights.main([str(path), '--out', str(tmp_path / 'out')]) == 1
+        assert re.fullmatch(rf'error: {re.escape(str(path))} is a truncated or damaged PyTorch checkpoint '
+                            rf'\(torch.load: {reason}\); copy or download it again.\n', capsys.readouterr().err)
     with pytest.raises(ConversionError, match='does not exist'):
         read_torch_checkpoint(tmp_path / 'absent.pth')
+    assert not (tmp_path / 'out').exists()
 
 
 @pytest.mark.quick
@@ -128,12 +153,117 @@ class Arbitrary:
 
 
 def test_pickled_objects_need_explicit_permission(tmp_path):
+    """In both of torch.save's formats; the refusal names the class it met."""
     state = trained_looking_model().state_dict()
-    torch.save({'model': state, 'arguments': Arbitrary()}, tmp_path / 'objects.pth',
-               pickle_module=pickle)
-    with pytest.raises(ConversionError, match='--allow-pickle'):
-        read_torch_checkpoint(tmp_path / 'objects.pth')
-    assert len(read_torch_checkpoint(tmp_path / 'objects.pth', allow_pickle=True)) == len(state)
+    for new_format in (True, False):
+        path = tmp_path / f'objects_{new_format}.pth'
+        torch.save({'model': state, 'arguments': Arbitrary()}, path, pickle_module=pickle,
+                   _use_new_zipfile_serialization=new_format)
+        with pytest.raises(ConversionError) as refusal:
+            read_torch_checkpoint(path)
+        assert str(refusal.value) == (
+            f'{path} holds Python objects besides tensors (e.g. {__name__}.Arbitrary), which torch.load '
+            'refuses to unpickle safely. If you trust the file, pass --allow-pickle.')
+        assert len(read_torch_checkpoint(path, allow_pickle=True)) == len(state)
+
+
+def test_pickled_objects_of_a_class_that_is_not_here_are_one_line(tmp_path, monkeypatch):
+    """With --allow-pickle, objects of the training code's classes (a module this process lacks)."""
+    training_code = types.ModuleType('training_code')
+    training_code.Arguments = type('Arguments', (), {'__module__': 'training_code'})
+    monkeypatch.setitem(sys.modules, 'training_code', training_code)
+    torch.save({'model': trained_looking_model().state_dict(), 'arguments': training_code.Arguments()},
+               tmp_path / 'objects.pth')
+    monkeypatch.delitem(sys.modules, 'training_code')
+    with pytest.raises(ConversionError) as refusal:
+        read_torch_checkpoint(tmp_path / 'objects.pth', allow_pickle=True)
+    assert str(refusal.value) == (
+        f"{tmp_path / 'objects.pth'} holds Python objects whose class cannot be imported here (No module named "
+        "'training_code'); where the model was trained, save its state dict alone with "
+        "torch.save(model.state_dict(), 'model.pth').")
+
+
+READS = 'the converter reads a PyTorch checkpoint, a .pth/.pt file that torch.save wrote.'
+
+
+def write_onnx(path):
+    """A one-node ONNX model, written as onnx.save writes every model."""
+    import onnx
+    from onnx import helper
+
+    def value(name):
+        return helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node('Relu', ['x'], ['y'])], 'relu', [value('x')], [value('y')])
+    onnx.save(helper.make_model(graph), path)
+
+
+def write_exported(path):
+    """A jax.export artifact as tools/export_student.py serializes one (of a small function: which
+    function it holds is not what the converter reads)."""
+    images = jax.ShapeDtypeStruct((1, 4, 4, 3), np.uint8)
+    path.write_bytes(jax.export.export(jax.jit(lambda batch: batch.sum((1, 2))))(images).serialize())
+
+
+def write_torchscript(path):
+    with warnings.catch_warnings():  # torch.jit is deprecated, yet users still hold its files
+        warnings.simplefilter('ignore', DeprecationWarning)
+        torch.jit.save(torch.jit.trace(torch.nn.Linear(2, 3), torch.zeros(1, 2)), path)
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize('name, write, kind', [
+    ('notes.txt', lambda path: path.write_text('Teacher: resnet32x4, 79.42 top-1\n'),
+     "text (starting 'Teacher: resnet32x4, 79.42 top-1')"),
+    ('scores.csv', lambda path: path.write_text('epoch,top1\n1,70.5\n'), "text (starting 'epoch,top1')"),
+    ('model.json', lambda path: path.write_text(json.dumps({'model_name': 'resnet8'})), 'JSON'),
+    ('image.png', lambda path: Image.new('RGB', (4, 4)).save(path), 'a PNG image'),
+    ('image.jpg', lambda path: Image.new('RGB', (4, 4)).save(path), 'a JPEG image'),
+    ('weights.npy', lambda path: np.save(path, np.zeros(3)), 'a numpy array (.npy)'),
+    ('weights.npz', lambda path: np.savez(path, conv=np.zeros(3), fc=np.zeros(2)),
+     'a zip archive (of conv.npy, fc.npy)'),
+    ('weights.pkl', lambda path: path.write_bytes(pickle.dumps({'fc': np.zeros(3)})),
+     'a Python pickle that torch.save did not write (e.g. of numpy or joblib)'),
+    ('model.onnx', write_onnx, 'an ONNX model'),
+    ('model.jax', write_exported, 'a model exported by tools/export_student.py (jax.export, for tools/predict.py)'),
+    ('scripted.pt', write_torchscript, "a TorchScript model (torch.jit.save; torch.save(torch.jit.load(FILE)."
+                                       "state_dict(), 'model.pth') writes its checkpoint)"),
+])
+def test_a_file_that_is_not_a_pytorch_checkpoint_is_one_line_saying_what_it_looks_like(name, write, kind, tmp_path,
+                                                                                       capsys):
+    """Told by its first bytes before torch.load: never a traceback, nor --allow-pickle to try."""
+    path = tmp_path / name
+    write(path)
+    for allow_pickle in ([], ['--allow-pickle']):
+        assert convert_torch_weights.main([str(path), '--out', str(tmp_path / 'out'), *allow_pickle]) == 1
+        assert capsys.readouterr().err.splitlines() == [
+            f'error: {path} looks like {kind}, not a PyTorch checkpoint; {READS}']
+    assert os.listdir(tmp_path) == [name]
+
+
+@pytest.mark.quick
+def test_a_directory_or_an_empty_file_is_one_line_saying_what_it_is(tmp_path, capsys):
+    """A model the converter wrote (already converted), a model tools/export_student.py wrote, a
+    folder of checkpoints, and an empty file."""
+    folder = tmp_path / 'resnet8_vanilla'
+    save_repdistiller(folder, trained_looking_model())
+    converted = tmp_path / 'teacher'
+    assert convert_torch_weights.main([str(folder / 'ckpt_epoch_240.pth'), '--out', str(converted)]) == 0
+    exported = tmp_path / 'shipped'
+    exported.mkdir()
+    write_exported(exported / 'model.jax')
+    (exported / 'model.json').write_text(json.dumps({'model_name': 'resnet8'}))
+    (tmp_path / 'empty.pth').write_bytes(b'')
+    capsys.readouterr()
+    expected = {
+        converted: f'{converted} is a converted model (model.json and variables/) and needs no converting; '
+                   f'train with --config.teacher.checkpoint={converted}.',
+        exported: f'{exported} is a model exported by tools/export_student.py (for tools/predict.py); {READS}',
+        folder: f"{folder} is a directory; {READS[:-1]}, e.g. {folder / 'ckpt_epoch_240.pth'}.",
+        tmp_path / 'empty.pth': f"{tmp_path / 'empty.pth'} is empty (0 bytes); {READS}"}
+    for path, line in expected.items():
+        assert convert_torch_weights.main([str(path), '--out', str(tmp_path / 'out')]) == 1
+        assert capsys.readouterr().err.splitlines() == [f'error: {line}']
+    assert not (tmp_path / 'out').exists()
 
 
 def test_existing_output_is_never_touched(tmp_path, capsys):

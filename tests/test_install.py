@@ -2,6 +2,7 @@
 import configs.common from anywhere, main.py dispatching on config.program, no sys.path edits."""
 import glob
 import os
+import re
 import subprocess
 import sys
 
@@ -29,9 +30,23 @@ def test_the_report_command_is_the_report_tool(tmp_path):
 
 @pytest.mark.quick
 def test_every_command_is_installed_and_answers(tmp_path):
-    for name in ('ijckd-convert', 'ijckd-report', 'ijckd-plot'):
+    """Each --help starts with the usage, and its description (the paragraph after it) is whole,
+    a sentence that ends, even where the docstring it comes from wraps it."""
+    for name in ('ijckd-convert', 'ijckd-report', 'ijckd-plot', 'ijckd-predict', 'ijckd-prepare'):
         result = run([os.path.join(BIN, name), '--help'], cwd=tmp_path)
         assert result.returncode == 0 and result.stdout.startswith(f'usage: {name}'), name
+        description = result.stdout.split('\n\n')[1]
+        assert description.endswith('.'), (name, description)
+
+
+@pytest.mark.quick
+def test_the_output_paths_of_the_readme_are_ignored_by_git():
+    """Converted teachers, runs and shipped students written where the README says stay out of git."""
+    readme = open(os.path.join(REPOSITORY, 'README.md')).read()
+    outputs = sorted(set(re.findall(r'--(?:out|workdir)[ =]([A-Za-z][\w./-]*)', readme)))
+    result = run(['git', 'check-ignore', *outputs], cwd=REPOSITORY)
+    assert {'runs/ijckd', 'shipped/ijckd', 'teachers/resnet32x4'} <= set(outputs)
+    assert result.stdout.split() == outputs, result.stderr
 
 
 def test_help_shows_the_examples_and_the_flags(tmp_path):

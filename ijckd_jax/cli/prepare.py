@@ -13,9 +13,9 @@ from ijckd_jax.data.prepare import PrepareError, prepare_folder
 
 
 def parse_arguments(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split('\n', 2)[2])
+    description, epilog = __doc__.split('\n\n', 1)  # the first paragraph, whole: its sentence wraps
+    parser = argparse.ArgumentParser(description=description, epilog=epilog,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('source', metavar='SOURCE', help='an image folder: train/<class>/<image> and val/ or test/')
     parser.add_argument('destination', metavar='DESTINATION', help='where the copy is written; must not exist')
     parser.add_argument('--max-side', type=int, required=True,

@@ -1,9 +1,12 @@
 """The results report: finds finished runs, groups them by setting, and sets them beside the paper.
 
-A run directory is a training run's workdir with its summary.json (written when training ends)
-and history.json (one entry per evaluated epoch). Runs of one setting (dataset, objective, loss
-settings, connector, teacher, student) but different seeds make one row of the table, with the
-mean ± sample standard deviation over seeds of the best and the last epoch's top-1.
+A run directory is a training run's workdir with its run.json (written when it starts),
+history.json (one entry per evaluated epoch) and summary.json (written when training ends).
+Runs of one setting (dataset, objective, loss settings, connector, teacher, student, epochs and
+every other config field that changes the result) but different seeds make one row of the
+table, with the mean ± sample standard deviation over seeds of the best and the last epoch's
+top-1. A run not finished, and a seed that two run directories of one setting hold, are left
+out of the means, each with a line saying so.
 """
 import json
 import math
@@ -16,7 +19,8 @@ from ijckd_jax.training.workdir import counted_from_one
 
 DEFAULT_CONNECTOR = '1x1'  # configs/common.py: base_config's connector.kind
 SUMMARY_FIELDS = ('dataset', 'objective', 'loss', 'connector', 'student', 'teacher', 'seed',
-                  'best_top1', 'last_top1')
+                  'best_top1', 'last_top1', 'epochs')
+RUN_FILES = ('summary.json', 'history.json', 'run.json')  # a run's workdir holds one of them at least
 DASH = '—'
 # Config fields that the table's other columns already show.
 LABELLED_FIELDS = ('loss.', 'connector.kind', 'student.model', 'teacher.model', 'data.dataset')
@@ -24,6 +28,10 @@ LABELLED_FIELDS = ('loss.', 'connector.kind', 'student.model', 'teacher.model', 
 
 class ReportError(Exception):
     """Bad input: a missing run directory or a malformed summary.json or history.json."""
+
+
+class NotFinished(Exception):
+    """A run directory whose training has not ended; the message says how it shows."""
 
 
 class Setting(NamedTuple):
@@ -34,6 +42,7 @@ class Setting(NamedTuple):
     connector: Optional[str]  # None for objectives without one
     teacher: Optional[str]    # None for a model trained alone
     student: str
+    epochs: int  # config.num_epochs
     # Every other config field that changes the math but the seed, ((name, JSON value), ...);
     # () for summaries written before runs recorded their config.
     config: tuple = ()
@@ -147,21 +156,21 @@ PAPER_CIFAR100_TOP1 = {
 
 
 def find_run_directories(path):
-    """Every directory at or below `path` that holds a summary.json, sorted."""
+    """Every directory at or below `path` that holds a run (one of RUN_FILES), sorted."""
     if not os.path.exists(path):
         raise ReportError(f'{path} does not exist.')
     if not os.path.isdir(path):
         raise ReportError(f'{path} is not a directory; pass a run directory or a folder of them.')
     found = []
     for directory, subdirectories, files in os.walk(path):
-        if 'summary.json' in files:
+        if any(name in files for name in RUN_FILES):
             found.append(directory)
             subdirectories.clear()  # a run's own folders (checkpoints, export) hold no runs
         else:
             subdirectories.sort()
     if not found:
-        raise ReportError(f'{path} holds no summary.json, neither in it nor below it '
-                          '(no finished run; summary.json is written when training ends).')
+        raise ReportError(f'{path} holds no run, neither in it nor below it (no summary.json, history.json '
+                          'or run.json).')
     return found
 
 
@@ -206,8 +215,9 @@ def check_summary(summary, path):
             raise malformed(f'loss.{key} must be a number or a string, got {value!r}')
     if not isinstance(summary.get('config', {}), dict):
         raise malformed(f"config must be an object of fields, got {summary['config']!r}")
-    if not isinstance(summary['seed'], int) or isinstance(summary['seed'], bool):
-        raise malformed(f"seed must be an integer, got {summary['seed']!r}")
+    for field in ('seed', 'epochs', 'num_epochs'):
+        if field in summary and (not isinstance(summary[field], int) or isinstance(summary[field], bool)):
+            raise malformed(f'{field} must be an integer, got {summary[field]!r}')
     for field in ('best_top1', 'last_top1'):
         if not is_number(summary[field]):
             raise malformed(f'{field} must be a finite number, got {summary[field]!r}')
@@ -221,39 +231,64 @@ def setting_changes(objective, loss):
 
 
 def read_run(directory):
-    """The Run of `directory`, from its summary.json."""
+    """The Run of `directory`, from its summary.json; NotFinished while its training has not ended."""
     path = os.path.join(directory, 'summary.json')
+    if not os.path.isfile(path):
+        raise NotFinished('no summary.json yet (it is written when training ends)')
     summary = read_json(path)
     check_summary(summary, path)
+    # history.json grows every epoch, summary.json is rewritten when training ends: a longer
+    # history is a run resumed for more epochs that has not ended yet.
+    if os.path.isfile(os.path.join(directory, 'history.json')):
+        evaluated = len(read_history(directory))
+        if evaluated > summary['epochs']:
+            raise NotFinished(f"resumed, its history.json has {evaluated} epochs and its summary.json "
+                              f"{summary['epochs']}")
     config = tuple(sorted((key, json.dumps(value)) for key, value in summary.get('config', {}).items()
                           if key != 'seed'))
+    # Summaries written before they recorded num_epochs: a finished run evaluated each of its epochs.
+    epochs = summary.get('num_epochs', summary['epochs'])
     setting = Setting(summary['dataset'], summary['objective'],
                       setting_changes(summary['objective'], summary['loss']),
-                      summary['connector'] or None, summary['teacher'] or None, summary['student'], config)
+                      summary['connector'] or None, summary['teacher'] or None, summary['student'], epochs, config)
     return Run(directory, setting, summary['seed'], float(summary['best_top1']),
                float(summary['last_top1']))
 
 
 def load_runs(paths):
-    """The runs at or below each of `paths`, each directory once, in table order then by seed."""
+    """(runs, left out): the finished runs at or below each of `paths`, each directory once, in
+    table order then by seed, less those left out; and one line for each run not finished and
+    each seed that more than one run directory of a setting holds (none of them is counted)."""
     directories, seen = [], set()
     for path in paths:
         for directory in find_run_directories(path):
             if os.path.realpath(directory) not in seen:
                 seen.add(os.path.realpath(directory))
                 directories.append(directory)
-    runs = [read_run(directory) for directory in directories]
-    return sorted(runs, key=lambda run: (setting_order(run.setting), run.seed, run.directory))
+    runs, left_out = [], []
+    for directory in directories:
+        try:
+            runs.append(read_run(directory))
+        except NotFinished as unfinished:
+            left_out.append(f'{directory} is not finished, left out: {unfinished}')
+    runs, refused = refuse_duplicate_seeds(runs)
+    left_out += refused
+    if not runs:
+        raise ReportError(f"No finished run to report: {'; '.join(left_out)}.")
+    return sorted(runs, key=lambda run: (setting_order(run.setting), run.seed, run.directory)), left_out
 
 
-def duplicate_seeds(runs):
-    """A warning for each setting with a seed that more than one run directory holds."""
+def refuse_duplicate_seeds(runs):
+    """(runs, refused): the runs less those of a seed that more than one run directory of a
+    setting holds (which one counts is not the report's to guess), and a line for each such seed."""
     directories = {}
     for run in runs:
         directories.setdefault((run.setting, run.seed), []).append(run.directory)
-    return [f'seed {seed} of {describe_method(setting)}, {describe_pair(setting)} is in '
-            f"{len(found)} run directories: {', '.join(found)}"
-            for (setting, seed), found in directories.items() if len(found) > 1]
+    twice = {key: found for key, found in directories.items() if len(found) > 1}
+    refused = [f'seed {seed} of {describe_method(setting)}, {describe_pair(setting)}, {setting.epochs} epochs, is in '
+               f"{len(found)} run directories, {' and '.join(found)}; refused from the mean (move all but one away)"
+               for (setting, seed), found in twice.items()]
+    return [run for run in runs if (run.setting, run.seed) not in twice], refused
 
 
 def format_value(value):
@@ -275,8 +310,9 @@ def describe_pair(setting):
 
 
 def setting_order(setting):
-    """The table's sort key: dataset, teacher, student, method, the other config fields."""
-    return setting.dataset, setting.teacher or '', setting.student, describe_method(setting), setting.config
+    """The table's sort key: dataset, teacher, student, method, epochs, the other config fields."""
+    return (setting.dataset, setting.teacher or '', setting.student, describe_method(setting), setting.epochs,
+            setting.config)
 
 
 def paper_top1(setting):
@@ -300,7 +336,8 @@ def distinguishing_fields(settings):
     recorded' for a twin from a summary written before runs recorded their config."""
     twins = {}
     for setting in settings:
-        twins.setdefault((setting.dataset, describe_method(setting), describe_pair(setting)), []).append(setting)
+        twins.setdefault((setting.dataset, describe_method(setting), describe_pair(setting), setting.epochs),
+                         []).append(setting)
     fields = {}
     for group in twins.values():
         configs = [dict(setting.config) for setting in group if setting.config]
@@ -315,18 +352,25 @@ def distinguishing_fields(settings):
     return fields
 
 
+def method_labels(settings):
+    """{setting: its method column}: describe_method, with the config fields that tell it from
+    settings of the same method, pair and epochs."""
+    extras = distinguishing_fields(settings)
+    return {setting: describe_method(setting) + (f' [{extras[setting]}]' if extras[setting] else '')
+            for setting in settings}
+
+
 def summarize_settings(runs):
     """One Row per setting, in table order."""
     groups = {}
     for run in runs:
         groups.setdefault(run.setting, []).append(run)
-    extras = distinguishing_fields(groups)
+    methods = method_labels(groups)
     rows = []
     for setting in sorted(groups, key=setting_order):
         members = groups[setting]
         paper = paper_top1(setting)
-        method = describe_method(setting) + (f' [{extras[setting]}]' if extras[setting] else '')
-        rows.append(Row(setting, method, len(members),
+        rows.append(Row(setting, methods[setting], len(members),
                         mean_and_deviation([run.best_top1 for run in members]),
                         mean_and_deviation([run.last_top1 for run in members]),
                         DASH if paper is None else f'{paper:.2f}'))
@@ -335,10 +379,11 @@ def summarize_settings(runs):
 
 def format_table(rows):
     """The rows as a Markdown table, its columns padded to line up."""
-    header = ('dataset', 'method', 'teacher → student', 'seeds', 'best top-1', 'last top-1', 'paper')
-    right_aligned = (False, False, False, True, True, True, True)
+    header = ('dataset', 'method', 'teacher → student', 'epochs', 'seeds', 'best top-1', 'last top-1', 'paper')
+    right_aligned = (False, False, False, True, True, True, True, True)
     return markdown(header, right_aligned, [(row.setting.dataset, row.method, describe_pair(row.setting),
-                                             str(row.seeds), row.best_top1, row.last_top1, row.paper)
+                                             str(row.setting.epochs), str(row.seeds), row.best_top1, row.last_top1,
+                                             row.paper)
                                             for row in rows])
 
 
@@ -369,28 +414,38 @@ def read_history(directory):
 
 
 def plot_accuracy(runs, histories, path):
-    """Writes a PNG of test top-1 per epoch, one line per run; a setting's seeds share a colour."""
+    """Writes a PNG of test top-1 per epoch, one line per run, labelled as its table row and seed
+    (runs of load_runs: one per setting and seed); a setting's seeds share a colour. Returns the Figure."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(10, 6), layout='constrained')
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     colours, seeds_drawn, styles = {}, {}, ('-', '--', ':', '-.')
     several_datasets = len({run.setting.dataset for run in runs}) > 1
+    methods = method_labels({run.setting for run in runs})
     for run, history in zip(runs, histories):
         colour = colours.setdefault(run.setting, f'C{len(colours) % 10}')
         seed_index = seeds_drawn[run.setting] = seeds_drawn.get(run.setting, -1) + 1
-        label = f'{describe_method(run.setting)}, {describe_pair(run.setting)}, seed {run.seed}'
+        label = f'{methods[run.setting]}, {describe_pair(run.setting)}, {run.setting.epochs} epochs, seed {run.seed}'
         if several_datasets:
             label = f'{run.setting.dataset}: {label}'
         axes.plot([epoch for epoch, _ in history], [top1 for _, top1 in history], color=colour,
                   linestyle=styles[seed_index % len(styles)], linewidth=1.2, label=label)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel('epoch')
     axes.set_ylabel('test top-1 (%)')
     axes.set_title('Test top-1 per epoch')
     axes.grid(alpha=0.3)
     figure.legend(loc='outside right upper', fontsize='small')
+    save_figure(figure, path)
+    return figure
+
+
+def save_figure(figure, path):
+    """Writes `figure` as a PNG to `path`; a ReportError naming it if it cannot be written."""
     try:
         figure.savefig(path, format='png', dpi=120)
     except OSError as error:
@@ -415,7 +470,7 @@ def is_table_directory(path):
 
 
 def load_table(directory):
-    """(methods, seeds, {method: {seed: Run}}) of a table's finished runs."""
+    """(methods, seeds, {method: {seed: Run}}) of a table's finished runs (read_run)."""
     record = read_json(os.path.join(directory, 'table.json'))
     if not (isinstance(record, dict) and isinstance(record.get('methods'), list)
             and isinstance(record.get('seeds'), list)):
@@ -425,9 +480,10 @@ def load_table(directory):
     runs = {method: {} for method in methods}
     for method in methods:
         for seed in seeds:
-            run_directory = os.path.join(directory, method, f'seed_{seed}')
-            if os.path.isfile(os.path.join(run_directory, 'summary.json')):
-                runs[method][seed] = read_run(run_directory)
+            try:
+                runs[method][seed] = read_run(os.path.join(directory, method, f'seed_{seed}'))
+            except NotFinished:
+                continue  # the seeds column counts the finished ones
     if not any(runs.values()):
         raise ReportError(f'{directory} is a comparison table with no finished run yet (summary.json is '
                           'written when training ends).')
@@ -472,8 +528,9 @@ def format_table_rows(rows, baseline):
 
 
 def plot_table(methods, seeds, runs, path):
-    """Writes a PNG with one column per method: each seed's best top-1 as a point (a seed keeps
-    its marker across methods, so pairs can be followed) and the mean as a bar."""
+    """Writes a PNG with one column per method: each seed's best top-1 as a point, joined across
+    methods by a thin line (the pairing that the paired differences are about; a method that has
+    not finished the seed breaks it), and the mean as a bar. Returns the Figure."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -481,12 +538,16 @@ def plot_table(methods, seeds, runs, path):
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     markers, labelled = 'osD^v<>Xp*', set()
+    offsets = {seed: 0.08 * (position - (len(seeds) - 1) / 2) for position, seed in enumerate(seeds)}
+    for seed in seeds:
+        axes.plot([column + offsets[seed] for column in range(len(methods))],
+                  [runs[method][seed].best_top1 if seed in runs[method] else math.nan for method in methods],
+                  color='C0', linewidth=0.7, alpha=0.5, zorder=2, gid=f'seed {seed}')
     for column, method in enumerate(methods):
         finished = [(seed, runs[method][seed].best_top1) for seed in seeds if seed in runs[method]]
         for seed, top1 in finished:
-            position = seeds.index(seed)
-            axes.scatter(column + 0.08 * (position - (len(seeds) - 1) / 2), top1, color='C0', zorder=3,
-                         marker=markers[position % len(markers)],
+            axes.scatter(column + offsets[seed], top1, color='C0', zorder=3,
+                         marker=markers[seeds.index(seed) % len(markers)],
                          label=None if seed in labelled else f'seed {seed}')
             labelled.add(seed)
         if finished:
@@ -497,8 +558,6 @@ def plot_table(methods, seeds, runs, path):
     axes.set_ylabel('best test top-1 (%)')
     axes.set_title('Comparison table: each seed and the mean')
     axes.grid(alpha=0.3, axis='y')
-    axes.legend(fontsize='small')
-    try:
-        figure.savefig(path, format='png', dpi=120)
-    except OSError as error:
-        raise ReportError(f'Cannot write {path}: {error.strerror or error}.') from error
+    figure.legend(loc='outside right upper', fontsize='small')  # clear of the points
+    save_figure(figure, path)
+    return figure

@@ -4,10 +4,26 @@ Reads a run's history.json (see ijckd_jax.bound for the terms).
 """
 import os
 
-from ijckd_jax.report import ReportError, read_json
+from ijckd_jax.report import ReportError, find_run_directories, is_table_directory, read_json
 from ijckd_jax.training.workdir import counted_from_one
 
 BOUND_TERMS = ('student_error', 'teacher_error', 'delta1', 'delta2')
+RUNS_NAMED = 4  # run folders named in the line that refuses a folder of runs
+
+
+def check_one_run(directory):
+    """A folder of runs (a comparison table's workdir, or config.seeds') is refused, naming the
+    run folders below it."""
+    if not os.path.isdir(directory) or os.path.exists(os.path.join(directory, 'history.json')):
+        return  # a run, or nothing: read_run_history says which file is missing
+    try:
+        runs = [run for run in find_run_directories(directory) if run != directory]
+    except ReportError:
+        return
+    if runs:
+        kind = 'is a comparison table' if is_table_directory(directory) else 'holds several runs'
+        more = f', … ({len(runs)} in all)' if len(runs) > RUNS_NAMED else ''
+        raise ReportError(f"{directory} {kind}; plot one of its runs: {', '.join(runs[:RUNS_NAMED])}{more}.")
 
 
 def read_run_history(directory):
@@ -26,6 +42,7 @@ def plot_run(directory, path):
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
+    check_one_run(directory)
     history = read_run_history(directory)
     epochs = [entry['epoch'] for entry in history]
     has_bound = all(term in history[0] for term in BOUND_TERMS)

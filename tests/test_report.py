@@ -4,10 +4,14 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from ijckd_jax import report
+from ijckd_jax.cli import plot
+from ijckd_jax.cli import report as report_cli
 from ijckd_jax.run_plot import read_run_history
+from ijckd_jax.training.workdir import summarize
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IJCKD_DEFAULTS = {'name': 'ijckd', 'alpha_ce': 1.0, 'alpha_lm': 1.0, 'beta_fm': 0.0, 'logit_loss': 'mse'}
@@ -51,8 +55,13 @@ def test_a_history_with_epochs_counted_from_0_is_read_counted_from_1(tmp_path):
 
 def table_rows(paths):
     """The data lines of the printed table, split into stripped cells."""
-    table = report.format_table(report.summarize_settings(report.load_runs(paths)))
-    return [[cell.strip() for cell in line.strip('|').split('|')] for line in table.splitlines()[2:]]
+    runs, _ = report.load_runs(paths)
+    return split_cells(report.format_table(report.summarize_settings(runs)).splitlines()[2:])
+
+
+def split_cells(lines):
+    """Markdown table lines as lists of stripped cells."""
+    return [[cell.strip() for cell in line.strip('|').split('|')] for line in lines]
 
 
 def run_cli(*arguments):
@@ -60,12 +69,19 @@ def run_cli(*arguments):
                           capture_output=True, text=True, timeout=120)
 
 
+def report_in_process(capsys, *arguments):
+    """(exit status, stdout, stderr) of ijckd-report run in this process (no interpreter start)."""
+    status = report_cli.main(list(arguments))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
 @pytest.mark.quick
 def test_the_mean_and_sample_std_over_seeds(tmp_path):
     for seed, (best, last) in enumerate([(70.0, 69.0), (72.0, 70.0), (74.0, 74.0)]):
         write_run(tmp_path / f'seed{seed}', best_top1=best, last_top1=last, seed=seed)
     [row] = table_rows([str(tmp_path)])
-    assert row == ['cifar100', 'ijckd', 'resnet32x4 → resnet8x4', '3', '72.00 ± 2.00', '71.00 ± 2.65',
+    assert row == ['cifar100', 'ijckd', 'resnet32x4 → resnet8x4', '3', '3', '72.00 ± 2.00', '71.00 ± 2.65',
                    '76.52']
 
 
@@ -73,7 +89,7 @@ def test_the_mean_and_sample_std_over_seeds(tmp_path):
 def test_one_seed_prints_the_mean_alone(tmp_path):
     write_run(tmp_path / 'run', best_top1=71.234, last_top1=70.5)
     [row] = table_rows([str(tmp_path / 'run')])
-    assert row[3:6] == ['1', '71.23', '70.50']
+    assert row[4:7] == ['1', '71.23', '70.50']
 
 
 @pytest.mark.quick
@@ -88,7 +104,7 @@ def test_the_paper_column_matches_settings_exactly(tmp_path):
     write_run(tmp_path / 'kd', objective='kd', connector=None,
               loss={'name': 'kd', 'ce_weight': 0.1, 'kd_weight': 0.9, 'temperature': 4.0})
     write_run(tmp_path / 'vanilla', objective='ce', loss={'name': 'ce'}, connector=None, teacher=None)
-    paper = {(row[0], row[1], row[2]): row[6] for row in table_rows([str(tmp_path)])}
+    paper = {(row[0], row[1], row[2]): row[7] for row in table_rows([str(tmp_path)])}
     assert paper == {
         ('cifar100', 'ijckd', 'resnet32x4 → resnet8x4'): '76.52',
         ('cifar100', 'ijckd (alpha_ce=0.2)', 'resnet32x4 → resnet8x4'): '76.61',
@@ -118,7 +134,7 @@ def test_the_other_methods_get_their_sources_published_numbers(tmp_path):
     write('crd', cifar_crd, 'vgg13-MobileNetV2')
     write('dkd', cifar_dkd, 'resnet56-resnet20')
     write('dkd_beta', cifar_dkd, 'resnet56-resnet20', beta=8.0)
-    paper = {(row[1], row[2]): row[6] for row in table_rows([str(tmp_path)])}
+    paper = {(row[1], row[2]): row[7] for row in table_rows([str(tmp_path)])}
     assert paper == {('fitnet', 'resnet32x4 → resnet8x4'): '73.50', ('crd', 'vgg13 → MobileNetV2'): '69.73',
                      ('dkd (beta=2)', 'resnet56 → resnet20'): '71.97', ('dkd', 'resnet56 → resnet20'): '—'}
 
@@ -134,7 +150,7 @@ def test_grouping_separates_settings_and_sorts_rows(tmp_path):
     write_run(tmp_path / 'f0', seed=0, best_top1=72.0, objective='ce', loss={'name': 'ce'},
               connector=None, teacher=None, student='resnet8x4')
     rows = table_rows([str(tmp_path)])
-    assert [(row[1], row[2], row[3], row[4]) for row in rows] == [
+    assert [(row[1], row[2], row[4], row[5]) for row in rows] == [
         ('ce', 'resnet8x4', '1', '72.00'),  # no teacher sorts first
         ('ijckd', 'resnet32x4 → resnet8x4', '2', '76.50 ± 0.71'),
         ('ijckd (alpha_ce=0.2)', 'resnet32x4 → resnet8x4', '1', '70.00'),
@@ -156,13 +172,13 @@ def test_runs_of_different_configs_never_share_a_row(tmp_path):
                 write_run(tmp_path / f'{rate}_{epochs[0]}_{seed}', seed=seed, best_top1=70 + seed, config=config)
     write_run(tmp_path / 'old', seed=5)  # written before runs recorded their config
     rows = table_rows([str(tmp_path)])
-    assert [(row[1], row[3]) for row in rows] == [
+    assert [(row[1], row[4]) for row in rows] == [
         ('ijckd [config not recorded]', '1'),
         ('ijckd [optimizer.decay_epochs=[150, 180, 210], optimizer.learning_rate=0.05]', '3'),
         ('ijckd [optimizer.decay_epochs=[150, 180, 210], optimizer.learning_rate=0.1]', '3'),
         ('ijckd [optimizer.decay_epochs=[30, 60, 90], optimizer.learning_rate=0.05]', '3'),
         ('ijckd [optimizer.decay_epochs=[30, 60, 90], optimizer.learning_rate=0.1]', '3')]
-    assert {row[4] for row in rows[1:]} == {'71.00 ± 1.00'}
+    assert {row[5] for row in rows[1:]} == {'71.00 ± 1.00'}
 
 
 def test_nested_directories_are_found_once(tmp_path):
@@ -170,26 +186,39 @@ def test_nested_directories_are_found_once(tmp_path):
     write_run(tmp_path / 'sweep' / 'beta' / 'deeper' / 'seed1', seed=1)
     write_run(tmp_path / 'other', seed=2)
     os.makedirs(tmp_path / 'sweep' / 'alpha' / 'seed0' / 'checkpoints' / '10')
-    runs = report.load_runs([str(tmp_path / 'sweep'), str(tmp_path), str(tmp_path / 'other')])
+    runs, left_out = report.load_runs([str(tmp_path / 'sweep'), str(tmp_path), str(tmp_path / 'other')])
     assert sorted(run.seed for run in runs) == [0, 1, 2]
-    assert report.duplicate_seeds(runs) == []
+    assert left_out == []
 
 
-def test_a_seed_in_two_directories_is_warned_about(tmp_path):
-    write_run(tmp_path / 'first', seed=0)
-    write_run(tmp_path / 'second', seed=0)
-    [warning] = report.duplicate_seeds(report.load_runs([str(tmp_path)]))
-    assert 'seed 0' in warning and 'first' in warning and 'second' in warning
+@pytest.mark.quick
+def test_a_seed_in_two_directories_is_refused_from_the_mean(tmp_path, capsys):
+    """Which of two runs of one seed counts is not the report's to guess: neither does, and one
+    line names both (issue 36, item 1)."""
+    first = write_run(tmp_path / 'runs' / 'first', seed=0, best_top1=70.0)
+    second = write_run(tmp_path / 'runs' / 'second', seed=0, best_top1=80.0)
+    write_run(tmp_path / 'runs' / 'third', seed=1, best_top1=74.0)
+    status, out, err = report_in_process(capsys, str(tmp_path / 'runs'))
+    assert status == 0, err
+    assert split_cells(out.splitlines()[2:]) == [
+        ['cifar100', 'ijckd', 'resnet32x4 → resnet8x4', '3', '1', '74.00', '75.50', '76.52']]
+    assert err == (f'warning: seed 0 of ijckd, resnet32x4 → resnet8x4, 3 epochs, is in 2 run directories, '
+                   f'{first} and {second}; refused from the mean (move all but one away)\n')
 
 
 @pytest.mark.quick
 def test_a_missing_or_empty_directory_is_an_error_naming_it(tmp_path):
     with pytest.raises(report.ReportError, match='nowhere.*does not exist'):
         report.load_runs([str(tmp_path / 'nowhere')])
+    os.makedirs(tmp_path / 'empty' / 'checkpoints')
+    with pytest.raises(report.ReportError, match='empty holds no run, neither in it nor below it'):
+        report.load_runs([str(tmp_path / 'empty')])
     os.makedirs(tmp_path / 'unfinished')
-    (tmp_path / 'unfinished' / 'history.json').write_text('[]')
-    with pytest.raises(report.ReportError, match='unfinished holds no summary.json'):
+    (tmp_path / 'unfinished' / 'run.json').write_text('{}')
+    with pytest.raises(report.ReportError) as error:
         report.load_runs([str(tmp_path / 'unfinished')])
+    assert str(error.value) == (f"No finished run to report: {tmp_path / 'unfinished'} is not finished, left out: "
+                                'no summary.json yet (it is written when training ends).')
 
 
 @pytest.mark.parametrize('content, problem', [
@@ -215,14 +244,14 @@ def test_a_summary_with_a_wrong_value_is_an_error_naming_the_field(tmp_path):
 @pytest.mark.quick
 def test_the_cli_prints_the_table_and_plots(tmp_path):
     write_run(tmp_path / 'runs' / 'seed0', best_top1=70.0, seed=0)
-    write_run(tmp_path / 'runs' / 'seed1', best_top1=74.0, seed=1, epochs=5)
+    write_run(tmp_path / 'runs' / 'seed1', best_top1=74.0, seed=1)
     write_run(tmp_path / 'runs' / 'alpha', loss={**IJCKD_DEFAULTS, 'alpha_ce': 0.2})
     plot = tmp_path / 'accuracy.png'
     result = run_cli(str(tmp_path / 'runs'), '--plot', str(plot))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert [cell.strip() for cell in lines[0].strip('|').split('|')] == [
-        'dataset', 'method', 'teacher → student', 'seeds', 'best top-1', 'last top-1', 'paper']
+        'dataset', 'method', 'teacher → student', 'epochs', 'seeds', 'best top-1', 'last top-1', 'paper']
     assert set(lines[1]) <= set('|-:')
     assert '| 72.00 ± 2.83 |' in lines[2] and lines[2].rstrip().endswith('| 76.52 |')
     assert 'ijckd (alpha_ce=0.2)' in lines[3] and lines[3].rstrip().endswith('| 76.61 |')
@@ -280,3 +309,124 @@ def test_a_table_reports_paired_differences_against_its_baseline(tmp_path):
     unknown = run_cli(table, '--baseline', 'simkd')
     assert (unknown.returncode, unknown.stdout) == (2, '')
     assert unknown.stderr == 'error: --baseline simkd is not a method of this table; its methods: ce, kd, ijckd.\n'
+
+
+def write_summarized_run(directory, top1s, seed, num_epochs, recorded=True):
+    """A KD run directory whose summary.json is what training writes (workdir.summarize) after an
+    epoch of each top-1 in `top1s`; `recorded` False drops num_epochs, as summaries written
+    before they recorded it."""
+    from configs import cifar_kd
+    config = cifar_kd.get_config('resnet56-resnet20')
+    config.seed, config.num_epochs = seed, num_epochs
+    entries = [{'epoch': epoch, 'step': 10 * epoch, 'top1': top1, 'top5': 99.0}
+               for epoch, top1 in enumerate(top1s, 1)]
+    summary = summarize(entries, None, config)
+    assert summary['num_epochs'] == num_epochs
+    if not recorded:
+        del summary['num_epochs']
+    os.makedirs(directory)
+    with open(os.path.join(directory, 'summary.json'), 'w') as file:
+        json.dump(summary, file)
+    with open(os.path.join(directory, 'history.json'), 'w') as file:
+        json.dump(entries, file)
+
+
+@pytest.mark.quick
+def test_runs_of_different_lengths_never_share_a_row(tmp_path, capsys):
+    """An 8-epoch and a 4-epoch run of one config are two rows (issue 36, item 1); a summary
+    written before summaries recorded num_epochs groups by its evaluated epochs."""
+    write_summarized_run(tmp_path / 'kd_int', [60.0] * 7 + [92.5], seed=0, num_epochs=8)
+    write_summarized_run(tmp_path / 'table2' / 'kd' / 'seed_1', [70.0, 70.5, 69.0, 70.1], seed=1, num_epochs=4)
+    write_summarized_run(tmp_path / 'older' / 'seed_2', [90.5] * 8, seed=2, num_epochs=8, recorded=False)
+    write_summarized_run(tmp_path / 'older' / 'seed_0', [65.0] * 4, seed=0, num_epochs=4, recorded=False)
+    status, out, err = report_in_process(capsys, str(tmp_path))
+    assert status == 0 and err == '', err
+    # By hand: 4 epochs, seeds 1 and 0: best 70.5 and 65.0, 67.75 ± 5.5 / √2 = 3.89; last 70.1
+    # and 65.0, 67.55 ± 3.61. 8 epochs, seeds 0 and 2: best 92.5 and 90.5, 91.50 ± 1.41, and the
+    # last the same. The paper's KD for this pair is RepDistiller's.
+    assert split_cells(out.splitlines()[2:]) == [
+        ['cifar100', 'kd', 'resnet56 → resnet20', '4', '2', '67.75 ± 3.89', '67.55 ± 3.61', '70.66'],
+        ['cifar100', 'kd', 'resnet56 → resnet20', '8', '2', '91.50 ± 1.41', '91.50 ± 1.41', '70.66']]
+
+
+@pytest.mark.quick
+def test_a_run_not_finished_is_left_out_with_a_line(tmp_path, capsys):
+    """A run with no summary.json yet, and one resumed for more epochs whose history.json has
+    grown past its summary.json, are left out of the means, one line each (issue 36, item 1);
+    in a comparison table they are not counted among its finished seeds."""
+    write_run(tmp_path / 'runs' / 'a', seed=0, best_top1=70.0, epochs=4)
+    write_run(tmp_path / 'runs' / 'b', seed=2, best_top1=74.0, epochs=4)
+    resumed = write_run(tmp_path / 'runs' / 'c', seed=1, best_top1=90.0, epochs=4)
+    history = json.loads((tmp_path / 'runs' / 'c' / 'history.json').read_text())
+    (tmp_path / 'runs' / 'c' / 'history.json').write_text(json.dumps(
+        history + [{**history[-1], 'epoch': epoch} for epoch in (5, 6)]))
+    os.makedirs(tmp_path / 'runs' / 'd')
+    (tmp_path / 'runs' / 'd' / 'run.json').write_text('{}')
+    (tmp_path / 'runs' / 'd' / 'history.json').write_text(json.dumps(history[:2]))
+    status, out, err = report_in_process(capsys, str(tmp_path / 'runs'))
+    assert status == 0, err
+    assert split_cells(out.splitlines()[2:]) == [
+        ['cifar100', 'ijckd', 'resnet32x4 → resnet8x4', '4', '2', '72.00 ± 2.83', '75.50 ± 0.00', '76.52']]
+    assert err.splitlines() == [
+        f'warning: {resumed} is not finished, left out: resumed, its history.json has 6 epochs and its '
+        'summary.json 4',
+        f"warning: {tmp_path / 'runs' / 'd'} is not finished, left out: no summary.json yet (it is written when "
+        'training ends)']
+    table = write_table(tmp_path / 'table', {'ce': [72.5, 74.5], 'kd': [73.0, 74.0]})
+    history = json.loads((tmp_path / 'table' / 'kd' / 'seed_1' / 'history.json').read_text())
+    (tmp_path / 'table' / 'kd' / 'seed_1' / 'history.json').write_text(json.dumps(history + history[-1:]))
+    kd = report.summarize_table(*report.load_table(table), 'kd')[1]
+    assert (kd.seeds, kd.per_seed) == ('1 of 2', '73.00')
+
+
+@pytest.mark.quick
+def test_the_accuracy_plot_names_each_run_once_on_whole_epochs(tmp_path):
+    """Three runs of seed 0 that the legend labelled alike ('ce, resnet20, seed 0') are told
+    apart as the table's rows are, and the epoch axis has whole-number ticks only (issue 36,
+    item 8)."""
+    for name, epochs, rate in (('long', 20, 0.05), ('short', 4, 0.05), ('faster', 20, 0.1)):
+        write_run(tmp_path / name, objective='ce', loss={'name': 'ce'}, connector=None, teacher=None,
+                  student='resnet20', dataset='digits', epochs=epochs, config={'optimizer.learning_rate': rate})
+    runs, _ = report.load_runs([str(tmp_path)])
+    figure = report.plot_accuracy(runs, [report.read_history(run.directory) for run in runs],
+                                  str(tmp_path / 'accuracy.png'))
+    [legend] = figure.legends
+    assert [text.get_text() for text in legend.get_texts()] == [
+        'ce, resnet20, 4 epochs, seed 0',
+        'ce [optimizer.learning_rate=0.05], resnet20, 20 epochs, seed 0',
+        'ce [optimizer.learning_rate=0.1], resnet20, 20 epochs, seed 0']
+    ticks = figure.axes[0].get_xticks()
+    assert len(ticks) > 2 and all(tick == round(tick) for tick in ticks), ticks
+    assert (tmp_path / 'accuracy.png').read_bytes().startswith(PNG_SIGNATURE)
+
+
+@pytest.mark.quick
+def test_the_table_plot_joins_each_seed_across_methods(tmp_path):
+    """A thin line per seed through its points, one per method at the seed's offset in the
+    column, broken where a method has not finished the seed (issue 36, item 8)."""
+    table = write_table(tmp_path / 'table', {'ce': [72.5, 74.5, 71.0], 'kd': [73.0, 74.0, 72.0],
+                                             'ijckd': [76.0, 75.5, None]})
+    figure = report.plot_table(*report.load_table(table), str(tmp_path / 'table.png'))
+    drawn = {line.get_gid(): line.get_xydata() for line in figure.axes[0].lines}
+    offset = 0.08  # plot_table's spacing of the seeds in a column
+    expected = {'seed 0': ([-offset, 1 - offset, 2 - offset], [72.5, 73.0, 76.0]),
+                'seed 1': ([0, 1, 2], [74.5, 74.0, 75.5]),
+                'seed 2': ([offset, 1 + offset, 2 + offset], [71.0, 72.0, np.nan])}
+    assert drawn.keys() == expected.keys()
+    for seed, (x, y) in expected.items():  # to float64 rounding of the offsets; NaN where not finished
+        np.testing.assert_allclose(drawn[seed], np.stack([x, y], 1), rtol=0, atol=1e-12)
+    assert (tmp_path / 'table.png').read_bytes().startswith(PNG_SIGNATURE)
+
+
+@pytest.mark.quick
+def test_plotting_a_table_names_its_runs(tmp_path, capsys):
+    """ijckd-plot on a comparison table's workdir says which run folders it holds (issue 36,
+    item 8), and writes nothing; each of those it plots."""
+    table = write_table(tmp_path / 'table', {'ce': [72.5, 74.5], 'kd': [73.0, 74.0], 'ijckd': [76.0, 75.5]})
+    assert plot.main([table]) == 2
+    runs = [os.path.join(table, method, f'seed_{seed}') for method in ('ce', 'ijckd', 'kd') for seed in (0, 1)]
+    assert capsys.readouterr().err == (f"error: {table} is a comparison table; plot one of its runs: "
+                                       f"{', '.join(runs[:4])}, … (6 in all).\n")
+    assert not os.path.exists(os.path.join(table, 'theory.png'))
+    assert plot.main([runs[0]]) == 0 and capsys.readouterr().out == (
+        f"wrote {os.path.join(runs[0], 'theory.png')} (accuracy)\n")  # a run it names is plotted

@@ -6,7 +6,9 @@
 Each argument is a run directory (a workdir with summary.json and history.json) or a folder
 with run directories anywhere below it. Runs that differ only in their seed share a row: the
 mean ± sample std over seeds of the best and the last epoch's top-1, and the published CIFAR-100
-top-1 of exactly that setting where there is one. --plot also draws test top-1 per epoch.
+top-1 of exactly that setting where there is one. A run not finished, and a seed that two run
+directories of one setting hold, are left out, one line each. --plot also draws test top-1 per
+epoch.
 
 A comparison table's workdir (configs/cifar_table.py) alone is read as a table: per method, the
 mean ± std over seeds, each seed's best top-1 and the paired difference from --baseline (kd
@@ -39,10 +41,10 @@ def main(argv=None):
         if arguments.baseline:
             raise report.ReportError('--baseline compares the methods of a comparison table; pass one table\'s '
                                      'workdir (it holds table.json).')
-        runs = report.load_runs(arguments.run_directories)
+        runs, left_out = report.load_runs(arguments.run_directories)
         histories = [report.read_history(run.directory) for run in runs] if arguments.plot else None
-        for warning in report.duplicate_seeds(runs):
-            print(f'warning: {warning}', file=sys.stderr)
+        for line in left_out:
+            print(f'warning: {line}', file=sys.stderr)
         print(report.format_table(report.summarize_settings(runs)))
         if arguments.plot:
             report.plot_accuracy(runs, histories, arguments.plot)

@@ -194,9 +194,10 @@ class History:
 
 def summarize(entries, teacher_accuracy, config):
     """Best and last epoch, since best-epoch-only reporting is optimistic, and what was run:
-    the config's math fields whole, so that tools/report.py never pools different runs. Epochs
-    count from 1 and accuracies are percentages; the best epoch is the one `ranking` puts
-    first, and its checkpoint is kept (checkpoints.py) at best_checkpoint."""
+    the config's math fields whole and num_epochs (which a resume may raise, so run.json leaves
+    it out), so that tools/report.py never pools different runs. Epochs count from 1 and
+    accuracies are percentages; the best epoch is the one `ranking` puts first, and its
+    checkpoint is kept (checkpoints.py) at best_checkpoint."""
     best = max(entries, key=ranking)
     objective = get_objective(config.loss.name)
     return {'dataset': config.data.dataset, 'objective': config.loss.name,
@@ -207,8 +208,8 @@ def summarize(entries, teacher_accuracy, config):
             'best_top1': best['top1'], 'best_top5': best['top5'], 'best_epoch': best['epoch'],
             'best_step': best['step'], 'best_checkpoint': os.path.join('checkpoints', str(best['step'])),
             'last_top1': entries[-1]['top1'], 'last_top5': entries[-1]['top5'],
-            'epochs': len(entries), 'teacher_top1': teacher_accuracy and teacher_accuracy['top1'],
-            'config': math_fields(config)}
+            'epochs': len(entries), 'num_epochs': config.num_epochs,
+            'teacher_top1': teacher_accuracy and teacher_accuracy['top1'], 'config': math_fields(config)}
 
 
 def write_summary(workdir, summary):

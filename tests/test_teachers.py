@@ -211,9 +211,9 @@ def test_a_connection_cut_halfway_leaves_nothing_and_the_next_try_succeeds(regis
 
 
 def test_two_processes_at_once_download_once(registry, resnet8, tmp_path):
-    """Two processes ask for the same teacher at once (the server answers after 1 s, so that
+    """Two processes ask for the same teacher at once (the server answers after 2 s, so that
     both are waiting): one downloads, the other waits for the lock and finds the file."""
-    registry.delay = 1.0
+    registry.delay = 2.0
     script = ('import sys\nfrom ijckd_jax import teachers\n'
               f'teachers.REGISTRY = {teachers.REGISTRY!r}\n'
               "print(teachers.fetch_checkpoint(teachers.find_teacher('test:prefix')))\n")

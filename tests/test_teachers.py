@@ -364,7 +364,7 @@ def test_the_list_names_each_teacher_with_what_the_cache_holds(registry, tmp_pat
 
 
 @pytest.mark.quick
-def test_the_published_registry_is_what_the_zoo_converts():
+def test_the_published_registry_names_zoo_models_and_the_publishers_sha256_prefixes():
     """Each published teacher's model exists with its class count and normalisation; each
     chenyaofo and torchvision file name carries its sha256 prefix; a full sha256 begins with it."""
     from ijckd_jax.models import MODELS

@@ -55,6 +55,7 @@ class Teacher(NamedTuple):
     sha256: Optional[str]  # the full digest, where established
     sha256_prefix: Optional[str]  # the prefix in the publisher's file name
     model: str
+    dataset: str  # the tfds name of the data set it was trained on
     num_classes: int
     mean: Tuple[float, ...]
     std: Tuple[float, ...]
@@ -280,7 +281,7 @@ def converted_teacher(teacher):
         checkpoint = fetch_unlocked(teacher)
         try:
             convert_checkpoint(checkpoint, directory, teacher.model, teacher.num_classes, verify=torch_installed(),
-                               metadata={'teacher': teacher.name, 'url': teacher.url})
+                               record={'teacher': teacher.name, 'url': teacher.url})
         except ConversionError as error:
             raise DataUnavailable(f'Teacher {teacher.name} ({checkpoint}) does not convert: {error}') from None
         except ModuleNotFoundError as error:
@@ -316,9 +317,13 @@ def resolve_teacher(config):
     except ConfigError as error:
         raise ConfigError(f"config.teacher.checkpoint='{name}': {error}") from None
     if (teacher.model, teacher.num_classes) != (config.teacher.model, config.data.num_classes):
-        raise ConfigError(f"config.teacher.checkpoint='{name}' is {teacher.model} with {teacher.num_classes} "
-                          f'classes, but the config asks for {config.teacher.model} with {config.data.num_classes} '
-                          f'classes; pass --config.teacher.model={teacher.model} and '
-                          f'--config.data.num_classes={teacher.num_classes}, or another teacher.')
+        data_fix = '' if teacher.num_classes == config.data.num_classes else (
+            f' and its data set (--config.data.dataset={teacher.dataset} --config.data.num_classes='
+            f'{teacher.num_classes}' + (f"; a CIFAR config's variant sets both with data={teacher.dataset})"
+                                        if teacher.dataset in ('cifar10', 'cifar100') else ')'))
+        raise ConfigError(f"config.teacher.checkpoint='{name}' is {teacher.model} trained on {teacher.dataset} "
+                          f'({teacher.num_classes} classes), but the config asks for {config.teacher.model} with '
+                          f'{config.data.num_classes} classes; pass --config.teacher.model={teacher.model}{data_fix}, '
+                          'or another teacher.')
     warn_of_normalisation(teacher, config.data)
     config.teacher.checkpoint = converted_teacher(teacher)

@@ -36,14 +36,14 @@ MEMBER = 'cifar_teachers/resnet8_vanilla/ckpt_epoch_240.pth'
 
 
 class ReleaseServer(http.server.ThreadingHTTPServer):
-    """Serves `files` ({release file name: bytes}) at http://127.0.0.1:PORT/any/path/NAME and
-    counts the requests of each name; the answers of the names in `cut` stop halfway, and every
+    """Serves `files` ({release file name: bytes}) at http://127.0.0.1:PORT/any/path/NAME, counts
+    the requests of each name and keeps the paths asked for; the answers of the names in `cut` stop halfway, and every
     answer waits `delay` seconds first."""
 
     def __init__(self):
         super().__init__(('127.0.0.1', 0), ReleaseHandler)
         self.files, self.cut, self.delay = {}, set(), 0.0
-        self.requests = collections.Counter()
+        self.requests, self.paths = collections.Counter(), []
         self.counting = threading.Lock()
 
     @property
@@ -56,6 +56,7 @@ class ReleaseHandler(http.server.BaseHTTPRequestHandler):
         name = self.path.rsplit('/', 1)[1]
         with self.server.counting:
             self.server.requests[name] += 1
+            self.server.paths.append(self.path)
         time.sleep(self.server.delay)
         content = self.server.files.get(name)
         if content is None:
@@ -107,7 +108,7 @@ def archive_bytes(members):
 
 
 def entry(url, model='resnet8', num_classes=100, **fields):
-    return {**dict(url=url, sha256=None, sha256_prefix=None, model=model, num_classes=num_classes,
+    return {**dict(url=url, sha256=None, sha256_prefix=None, model=model, dataset='cifar100', num_classes=num_classes,
                    mean=list(CIFAR100['mean']), std=list(CIFAR100['std']), top1=1.0, size_mib=None), **fields}
 
 
@@ -210,6 +211,14 @@ def test_a_connection_cut_halfway_leaves_nothing_and_the_next_try_succeeds(regis
     assert registry.requests == {'cifar100_resnet8-prefix.pt': 1 + teachers.RETRIES + 1}
 
 
+@pytest.mark.parametrize('mirror', ['/mirror', '/mirror/'])
+def test_the_mirror_replaces_the_base_url(mirror, registry, resnet8, tmp_path, monkeypatch):
+    monkeypatch.setenv(teachers.MIRROR_VARIABLE, registry.url + mirror)
+    path = teachers.fetch_checkpoint(teachers.find_teacher('test:prefix'))
+    assert registry.paths == ['/mirror/cifar100_resnet8-prefix.pt']
+    assert teachers.sha256_of(path) == resnet8[2]
+
+
 def test_two_processes_at_once_download_once(registry, resnet8, tmp_path):
     """Two processes ask for the same teacher at once (the server answers after 2 s, so that
     both are waiting): one downloads, the other waits for the lock and finds the file."""
@@ -280,9 +289,16 @@ def test_an_unknown_name_lists_the_known_ones_and_another_model_is_refused_befor
     config.teacher.checkpoint, config.teacher.model = 'test:full', 'resnet20'
     with pytest.raises(ConfigError) as raised:
         teachers.resolve_teacher(config)
-    assert str(raised.value) == ("config.teacher.checkpoint='test:full' is resnet8 with 100 classes, but the config "
-                                 'asks for resnet20 with 100 classes; pass --config.teacher.model=resnet8 and '
-                                 '--config.data.num_classes=100, or another teacher.')
+    assert str(raised.value) == ("config.teacher.checkpoint='test:full' is resnet8 trained on cifar100 (100 classes), "
+                                 'but the config asks for resnet20 with 100 classes; pass --config.teacher.model=resnet8, '
+                                 'or another teacher.')
+    config.teacher.model, config.data.num_classes = 'resnet8', 10
+    with pytest.raises(ConfigError) as raised:
+        teachers.resolve_teacher(config)
+    assert str(raised.value) == ("config.teacher.checkpoint='test:full' is resnet8 trained on cifar100 (100 classes), "
+                                 'but the config asks for resnet8 with 10 classes; pass --config.teacher.model=resnet8 '
+                                 'and its data set (--config.data.dataset=cifar100 --config.data.num_classes=100; a '
+                                 "CIFAR config's variant sets both with data=cifar100), or another teacher.")
     assert registry.requests == {} and not (tmp_path / 'cache').exists() and not (tmp_path / 'out').exists()
 
 
@@ -372,7 +388,10 @@ def test_the_published_registry_names_zoo_models_and_the_publishers_sha256_prefi
     registry = teachers.read_registry()
     assert len(registry) == 17
     for teacher in registry.values():
-        assert teacher.model in MODELS and teacher.num_classes in (10, 100, 1000)
+        assert teacher.model in MODELS
+        assert (teacher.dataset, teacher.num_classes) in (('cifar10', 10), ('cifar100', 100), ('imagenet2012', 1000))
+        assert teacher.name.split(':')[1].split('_')[0] == {'imagenet2012': 'imagenet'}.get(teacher.dataset,
+                                                                                           teacher.dataset)
         assert len(teacher.mean) == len(teacher.std) == 3 and 0 < teacher.top1 < 100
         if teacher.sha256_prefix:
             assert f'-{teacher.sha256_prefix}.' in teacher.release_file

@@ -38,10 +38,9 @@ def parse_arguments(argv):
     return parser.parse_args(argv)
 
 
-def convert_checkpoint(checkpoint, out, arch=None, num_classes=None, verify=False, allow_pickle=False,
-                       metadata=None):
+def convert_checkpoint(checkpoint, out, arch=None, num_classes=None, verify=False, allow_pickle=False, record=None):
     """Writes the saved Flax model of a PyTorch checkpoint to `out`, printing what matched and,
-    with `verify`, the largest logit difference, which model.json records beside `metadata`."""
+    with `verify`, the largest logit difference, which model.json records beside `record`."""
     if arch:
         check_model_name(arch)
     state_dict = convert.read_torch_checkpoint(checkpoint, allow_pickle)
@@ -49,15 +48,15 @@ def convert_checkpoint(checkpoint, out, arch=None, num_classes=None, verify=Fals
     variables = convert.convert_state_dict(state_dict, model_name, num_classes)
     num_classes = convert.infer_num_classes(state_dict, model_name)
     print(f'{checkpoint}: {len(state_dict)} entries match {model_name} with {num_classes} classes.')
-    metadata = dict(metadata or {})
+    record = dict(record or {})
     if verify:
         difference = convert.largest_logit_difference(state_dict, model_name, variables)
         print(f'largest absolute logit difference, PyTorch vs Flax: {difference:.3e}')
         if not difference <= TOLERANCE:
             raise convert.ConversionError(f'Verification failed: {difference:.3e} > {TOLERANCE}.')
-        metadata['verify_max_abs_logit_difference'] = difference
+        record['verify_max_abs_logit_difference'] = difference
     save_frozen_model(out, FrozenModel(model_name, num_classes, variables), source=os.path.abspath(checkpoint),
-                      record=metadata)
+                      record=record)
 
 
 def main(argv=None):
@@ -65,14 +64,14 @@ def main(argv=None):
     try:
         if os.path.exists(arguments.out):
             raise convert.ConversionError(f'{arguments.out} already exists; choose another --out or remove it.')
-        checkpoint, arch, num_classes, metadata = arguments.checkpoint, arguments.arch, arguments.num_classes, {}
+        checkpoint, arch, num_classes, record = arguments.checkpoint, arguments.arch, arguments.num_classes, {}
         if teachers.is_teacher_name(checkpoint):
             teacher = teachers.find_teacher(checkpoint)
             checkpoint = teachers.fetch_checkpoint(teacher)
             arch, num_classes = arch or teacher.model, num_classes or teacher.num_classes
-            metadata = {'teacher': teacher.name, 'url': teacher.url}
+            record = {'teacher': teacher.name, 'url': teacher.url}
         convert_checkpoint(checkpoint, arguments.out, arch, num_classes, arguments.verify, arguments.allow_pickle,
-                           metadata)
+                           record)
     except (convert.ConversionError, ValueError, FileExistsError, RunError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 1

@@ -3,16 +3,20 @@
 
     ijckd-convert resnet32x4_vanilla/ckpt_epoch_240.pth \
         --arch resnet32x4 --out teachers/resnet32x4 --verify
+    ijckd-convert chenyaofo:cifar100_resnet56 --out teachers/resnet56 --verify
 
 Reads plain state dicts, {'model': state_dict} (RepDistiller, mdistiller, SimKD), keys with
-DataParallel's 'module.' prefix, and torchvision's resnet18/34/50 state dicts. Nothing is
-written unless every key and shape matches (and, with --verify, the logits agree).
+DataParallel's 'module.' prefix, and torchvision's resnet18/34/50 state dicts. A published
+teacher's name (ijckd-teachers lists them) is downloaded, checked and cached first. Nothing is
+written unless every key and shape matches (and, with --verify, the logits agree); the --verify
+figure is recorded in the output's model.json.
 """
 import argparse
 import os
 import sys
 
-from ijckd_jax import convert
+from ijckd_jax import convert, teachers
+from ijckd_jax.errors import RunError
 from ijckd_jax.frozen_model import FrozenModel, save_frozen_model
 from ijckd_jax.models import check_model_name
 
@@ -21,7 +25,8 @@ TOLERANCE = 1e-4
 
 def parse_arguments(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('checkpoint', help='the PyTorch .pth/.pt file')
+    parser.add_argument('checkpoint', help="the PyTorch .pth/.pt file, or a published teacher's name "
+                        '(SOURCE:NAME, e.g. chenyaofo:cifar100_resnet56; ijckd-teachers lists them)')
     parser.add_argument('--arch', help='model name; inferred from a <model>_vanilla/ folder if omitted')
     parser.add_argument('--out', required=True, help='directory to create')
     parser.add_argument('--num-classes', type=int,
@@ -33,28 +38,42 @@ def parse_arguments(argv):
     return parser.parse_args(argv)
 
 
+def convert_checkpoint(checkpoint, out, arch=None, num_classes=None, verify=False, allow_pickle=False, record=None):
+    """Writes the saved Flax model of a PyTorch checkpoint to `out`, printing what matched and,
+    with `verify`, the largest logit difference, which model.json records beside `record`."""
+    if arch:
+        check_model_name(arch)
+    state_dict = convert.read_torch_checkpoint(checkpoint, allow_pickle)
+    model_name = arch or convert.infer_model_name(checkpoint, state_dict)
+    variables = convert.convert_state_dict(state_dict, model_name, num_classes)
+    num_classes = convert.infer_num_classes(state_dict, model_name)
+    print(f'{checkpoint}: {len(state_dict)} entries match {model_name} with {num_classes} classes.')
+    record = dict(record or {})
+    if verify:
+        difference = convert.largest_logit_difference(state_dict, model_name, variables)
+        print(f'largest absolute logit difference, PyTorch vs Flax: {difference:.3e}')
+        if not difference <= TOLERANCE:
+            raise convert.ConversionError(f'Verification failed: {difference:.3e} > {TOLERANCE}.')
+        record['verify_max_abs_logit_difference'] = difference
+    save_frozen_model(out, FrozenModel(model_name, num_classes, variables), source=os.path.abspath(checkpoint),
+                      record=record)
+
+
 def main(argv=None):
     arguments = parse_arguments(argv)
     try:
         if os.path.exists(arguments.out):
             raise convert.ConversionError(f'{arguments.out} already exists; choose another --out or remove it.')
-        if arguments.arch:
-            check_model_name(arguments.arch)
-        state_dict = convert.read_torch_checkpoint(arguments.checkpoint, arguments.allow_pickle)
-        model_name = arguments.arch or convert.infer_model_name(arguments.checkpoint, state_dict)
-        variables = convert.convert_state_dict(state_dict, model_name, arguments.num_classes)
-        num_classes = convert.infer_num_classes(state_dict, model_name)
-        print(f'{arguments.checkpoint}: {len(state_dict)} entries match {model_name} with {num_classes} classes.')
-        if arguments.verify:
-            difference = convert.largest_logit_difference(state_dict, model_name, variables)
-            print(f'largest absolute logit difference, PyTorch vs Flax: {difference:.3e}')
-            if not difference <= TOLERANCE:
-                raise convert.ConversionError(f'Verification failed: {difference:.3e} > {TOLERANCE}.')
-        save_frozen_model(arguments.out, FrozenModel(model_name, num_classes, variables),
-                          source=os.path.abspath(arguments.checkpoint))
-    except (convert.ConversionError, ValueError, FileExistsError) as error:
+        checkpoint, arch, num_classes, record = arguments.checkpoint, arguments.arch, arguments.num_classes, {}
+        if teachers.is_teacher_name(checkpoint):
+            teacher = teachers.find_teacher(checkpoint)
+            checkpoint = teachers.fetch_checkpoint(teacher)
+            arch, num_classes = arch or teacher.model, num_classes or teacher.num_classes
+            record = {'teacher': teacher.name, 'url': teacher.url}
+        convert_checkpoint(checkpoint, arguments.out, arch, num_classes, arguments.verify, arguments.allow_pickle,
+                           record)
+    except (convert.ConversionError, ValueError, FileExistsError, RunError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 1
     print(f'wrote {arguments.out}')
     return 0
-

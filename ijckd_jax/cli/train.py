@@ -15,6 +15,7 @@ from ijckd_jax.config import describe_unknown_fields, load_config_file
 from ijckd_jax.demo import run_demo
 from ijckd_jax.errors import ConfigError, RunError
 from ijckd_jax.runtime import enable_compilation_cache, quiet_platform_probes
+from ijckd_jax.teachers import resolve_teacher
 from ijckd_jax.training.loop import train_and_evaluate
 from ijckd_jax.training.metrics import show_details
 
@@ -75,6 +76,7 @@ def main(argv):
             raise ConfigError(f"config.program='{program}' is not a program; valid programs: "
                               f"{', '.join(PROGRAMS)}.")
         enable_compilation_cache(FLAGS.config.get('compilation_cache', ''))
+        resolve_teacher(FLAGS.config)  # a published teacher's name → its converted directory
         PROGRAMS[program](FLAGS.config, FLAGS.workdir)
     except RunError as error:
         sys.exit(f'error: {error}')

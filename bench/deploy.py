@@ -7,9 +7,9 @@ For each teacher-student pair, three deployed models (BatchNorm folded, exported
 tools/export_student.py writes them: the jax.export artifact called through its
 deserialization, and the ONNX file in onnxruntime on the CPU): the teacher alone; the IJCKD
 student as deployed (student backbone + connector + the teacher's classifier); the same
-student with its own classifier (what ce, kd or SRRL ship). Latency is the median of 20 calls at batch 1, throughput at batch 64. The weights are
-random: the cost does not depend on their values. Benchmarks are not tests: nothing asserts
-a time.
+student with its own classifier (what ce, kd or SRRL ship). Latency is the median of 20
+calls at batch 1, throughput at batch 64. The weights are random: the cost does not depend on
+their values. Benchmarks are not tests: nothing asserts a time.
 """
 import argparse
 

@@ -222,9 +222,9 @@ def check_teacher(config):
 def run_exports(directory):
     """The exported models of a training run's directory, or of its seeds' runs: a teacher
     passed as the run that trained it rather than its export."""
+    entries = os.listdir(directory) if os.path.isdir(directory) else []
     candidates = [os.path.join(directory, 'export')] + sorted(
-        os.path.join(directory, entry, 'export') for entry in (os.listdir(directory) if os.path.isdir(directory) else [])
-        if entry.startswith('seed_'))
+        os.path.join(directory, entry, 'export') for entry in entries if entry.startswith('seed_'))
     return [path for path in candidates if os.path.isfile(os.path.join(path, METADATA))]
 
 

@@ -290,8 +290,8 @@ def test_an_unknown_name_lists_the_known_ones_and_another_model_is_refused_befor
     with pytest.raises(ConfigError) as raised:
         teachers.resolve_teacher(config)
     assert str(raised.value) == ("config.teacher.checkpoint='test:full' is resnet8 trained on cifar100 (100 classes), "
-                                 'but the config asks for resnet20 with 100 classes; pass --config.teacher.model=resnet8, '
-                                 'or another teacher.')
+                                 'but the config asks for resnet20 with 100 classes; pass '
+                                 '--config.teacher.model=resnet8, or another teacher.')
     config.teacher.model, config.data.num_classes = 'resnet8', 10
     with pytest.raises(ConfigError) as raised:
         teachers.resolve_teacher(config)

@@ -2,8 +2,9 @@
 
 CIFAR-sized splits (cifar100, the digits, image folders of at most 64 pixels) are held in
 memory and get CIFAR's crop and flip (augment.py); ImageNet-sized ones are streamed and
-decoded by PIL with torchvision's crops (stream.py). Every process runs the same number of steps, as a jit over all devices
-needs: `steps_per_epoch` full global batches, and evaluation padded to the longest part.
+decoded by PIL with torchvision's crops (stream.py). Every process runs the same number of
+steps, as a jit over all devices needs: `steps_per_epoch` full global batches, and evaluation
+padded to the longest part.
 """
 from typing import Iterator
 

@@ -15,6 +15,7 @@ import statistics
 from typing import NamedTuple, Optional
 
 from ijckd_jax.objectives import OBJECTIVES, dkd
+from ijckd_jax.training.runs import directory_name
 from ijckd_jax.training.workdir import counted_from_one
 
 DEFAULT_CONNECTOR = '1x1'  # configs/common.py: base_config's connector.kind
@@ -481,7 +482,7 @@ def load_table(directory):
     for method in methods:
         for seed in seeds:
             try:
-                runs[method][seed] = read_run(os.path.join(directory, method, f'seed_{seed}'))
+                runs[method][seed] = read_run(os.path.join(directory, directory_name(method), f'seed_{seed}'))
             except NotFinished:
                 continue  # the seeds column counts the finished ones
     if not any(runs.values()):

@@ -311,6 +311,22 @@ def test_a_table_reports_paired_differences_against_its_baseline(tmp_path):
     assert unknown.stderr == 'error: --baseline simkd is not a method of this table; its methods: ce, kd, ijckd.\n'
 
 
+@pytest.mark.quick
+def test_a_tables_rows_with_overrides_get_the_papers_number_of_their_setting(tmp_path):
+    """configs/cifar_table.py:resnet32x4-resnet8x4,rows=table3's rows: each in its folder named
+    by the row, each beside the paper's Table 3 figure of exactly its setting."""
+    rows = {'ijckd': {}, 'ijckd@loss.alpha_ce=0.2': {'alpha_ce': 0.2},
+            'ijckd@loss.alpha_lm=0+loss.beta_fm=1': {'alpha_lm': 0.0, 'beta_fm': 1.0}}
+    os.makedirs(tmp_path / 'table')
+    (tmp_path / 'table' / 'table.json').write_text(json.dumps({'methods': list(rows), 'seeds': [0], 'config': {}}))
+    for row, changes in rows.items():
+        write_run(tmp_path / 'table' / row / 'seed_0', loss={**IJCKD_DEFAULTS, **changes})
+    methods, seeds, runs = report.load_table(str(tmp_path / 'table'))
+    lines = report.summarize_table(methods, seeds, runs, 'ijckd')
+    assert [(line.method, line.paper) for line in lines] == [
+        ('ijckd', '76.52'), ('ijckd@loss.alpha_ce=0.2', '76.61'), ('ijckd@loss.alpha_lm=0+loss.beta_fm=1', '76.47')]
+
+
 def write_summarized_run(directory, top1s, seed, num_epochs, recorded=True):
     """A KD run directory whose summary.json is what training writes (workdir.summarize) after an
     epoch of each top-1 in `top1s`; `recorded` False drops num_epochs, as summaries written

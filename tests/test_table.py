@@ -3,6 +3,7 @@ CIFAR-100: each method × seed is the run of that method alone, the methods are 
 killed table resumes exactly, and what it must refuse is one line before any work."""
 import json
 import os
+import re
 import shutil
 
 import jax
@@ -16,7 +17,7 @@ from conftest import EXAMPLES, REPOSITORY, shrink
 from ijckd_jax.data.pipeline import Pipeline
 from ijckd_jax.deploy.artifact import export_run
 from ijckd_jax.errors import ConfigError, WorkdirError
-from ijckd_jax.training.layout import check_table_workdir, record_table, rows_of, table_config
+from ijckd_jax.training.layout import check_table_workdir, record_table, rows_of, runs_of, table_config, table_record
 from ijckd_jax.training import loop
 from ijckd_jax.training.experiment import create_experiment, load_teacher
 from ijckd_jax.training.loop import train_and_evaluate
@@ -42,14 +43,21 @@ def small_table(teacher, methods, **fields):
 
 
 def alone_config(teacher, method, **fields):
+    """`method` alone on the small pair; SRRL with α = 0.5, as the table's row srrl@loss.alpha=0.5."""
     config = shrink(cifar_distillation_config(method, PAIR), steps_per_epoch=1, **fields)
     config.teacher.checkpoint = str(teacher[0] / 'export')
+    if method == 'srrl':
+        config.loss.alpha = 0.5
     return config
 
 
+SRRL_ROW = 'srrl@loss.alpha=0.5'  # a row with an override: its method's config with α changed
+
+
 def test_runs_trained_together_each_follow_the_run_alone(teacher, tmp_path, monkeypatch):
-    """SRRL with config.seeds=(0, 3) (vmapped), and a table of KD (no connector) and SRRL (a
-    connector) × seeds (0, 3) (stepped in turn, the CPU's default), each stopped after its first
+    """SRRL with config.seeds=(0, 3) (vmapped), and a table of KD (no connector) and a row of
+    SRRL with an override (a connector; α = 0.5) × seeds (0, 3) (stepped in turn, the CPU's
+    default), each stopped after its first
     epoch and resumed: every seed 3 is that method trained alone with seed 3, parameters and
     every metric, within what rounding moves them (rounding.py): the vmapped convolutions, the
     teacher computed once and the seeds in turn each round differently. SRRL's student
@@ -60,10 +68,12 @@ def test_runs_trained_together_each_follow_the_run_alone(teacher, tmp_path, monk
         train_and_evaluate(seeds, str(tmp_path / 'seeds'))
         seeds.num_epochs = 2
         together = {'seeds': train_and_evaluate(seeds, str(tmp_path / 'seeds'))}
-        train_and_evaluate(small_table(teacher, 'kd,srrl', num_epochs=1, seeds=(0, 3)), str(tmp_path / 'table'))
-        together['table'] = train_and_evaluate(small_table(teacher, 'kd,srrl', seeds=(0, 3)), str(tmp_path / 'table'))
+        train_and_evaluate(small_table(teacher, f'kd,{SRRL_ROW}', num_epochs=1, seeds=(0, 3)),
+                           str(tmp_path / 'table'))
+        together['table'] = train_and_evaluate(small_table(teacher, f'kd,{SRRL_ROW}', seeds=(0, 3)),
+                                               str(tmp_path / 'table'))
         # A table's run is an ordinary run: its run.json is SRRL's config alone, so it exports as one.
-        shipped = export_run(str(tmp_path / 'table' / 'srrl' / 'seed_3'), str(tmp_path / 'shipped'))
+        shipped = export_run(str(tmp_path / 'table' / SRRL_ROW / 'seed_3'), str(tmp_path / 'shipped'))
         alone, configs, perturbed = {}, {}, {}
         for method in ('kd', 'srrl'):
             summary = train_and_evaluate(alone_config(teacher, method, seed=3), str(tmp_path / method))
@@ -79,12 +89,12 @@ def test_runs_trained_together_each_follow_the_run_alone(teacher, tmp_path, monk
                     teacher, method, seed=3), str(workdir))))
                 monkeypatch.undo()
     assert sorted(os.listdir(tmp_path / 'seeds')) == ['seed_0', 'seed_3']
-    assert sorted(os.listdir(tmp_path / 'table')) == ['kd', 'srrl', 'table.json']
+    assert sorted(os.listdir(tmp_path / 'table')) == ['kd', SRRL_ROW, 'table.json']
     assert [(summary['objective'], summary['seed']) for summary in together['table']] == [
         ('kd', 0), ('kd', 3), ('srrl', 0), ('srrl', 3)]
     followers = {('seeds', 'srrl'): (tmp_path / 'seeds' / 'seed_3', together['seeds'][1]),
                  ('table', 'kd'): (tmp_path / 'table' / 'kd' / 'seed_3', together['table'][1]),
-                 ('table', 'srrl'): (tmp_path / 'table' / 'srrl' / 'seed_3', together['table'][3])}
+                 ('table', 'srrl'): (tmp_path / 'table' / SRRL_ROW / 'seed_3', together['table'][3])}
     for (_, method), (workdir, summary) in followers.items():
         assert summary['config'] == configs[method]
         assert int(final_state(workdir)['step']) == 2
@@ -244,6 +254,37 @@ def test_the_table_config_flag_parses_methods_and_seeds(tmp_path):
                                   'ijckd_joint, '
                                   'kd, ofd, pkt, rkd, simkd, srrl, vid, wsld.')
     assert not (tmp_path / 'table').exists()
+    result = main(['--config', os.path.join(REPOSITORY, 'configs/cifar_table.py:resnet8-wrn_16_1'),
+                   '--workdir', str(tmp_path / 'table'), '--config.methods=kd,ijckd@loss.alpha_c=0.2'], tmp_path)
+    assert_one_error_line(result, "error: config.methods: the row 'ijckd@loss.alpha_c=0.2' sets loss.alpha_c, which "
+                                  "is not a field of its method's own; its fields: loss.alpha_ce, loss.alpha_lm, "
+                                  'loss.beta_fm, loss.logit_loss, connector.factor, connector.kind.')
+    assert not (tmp_path / 'table').exists()
+
+
+@pytest.mark.quick
+def test_a_rows_overrides_are_its_methods_config_with_those_fields_and_its_folder_is_named_by_it():
+    table = cifar_table.get_config('resnet32x4-resnet8x4,rows=table3')
+    rows = rows_of(table)
+    assert list(rows)[:2] == ['ijckd@loss.alpha_ce=0', 'ijckd@loss.alpha_ce=0.1']
+    assert rows['ijckd@loss.alpha_lm=0+loss.beta_fm=1'].loss.to_dict() == {
+        'name': 'ijckd', 'alpha_ce': 1.0, 'alpha_lm': 0.0, 'beta_fm': 1.0, 'logit_loss': 'mse'}
+    alone = cifar_distillation_config('ijckd', 'resnet32x4-resnet8x4,alpha_lm=0,beta_fm=1')
+    assert rows['ijckd@loss.alpha_lm=0+loss.beta_fm=1'].to_dict() == {**alone.to_dict(), 'seeds_vectorized': 'auto'}
+    table.methods = 'simkd@connector.kind=1x1-1x1,kd@loss.temperature=2'
+    assert [run.workdir for run in runs_of(table, 'w')] == ['w/simkd@connector.kind=1x1-1x1/seed_0',
+                                                            'w/kd@loss.temperature=2/seed_0']
+    assert table_record(table)['methods'] == ['simkd@connector.kind=1x1-1x1', 'kd@loss.temperature=2']
+    assert sorted({key.split('.')[1] for key in table_record(table)['config'] if key.startswith('method_settings.')}) \
+        == ['kd', 'simkd']
+    for row, message in (('kd@loss.temperature=hot', 'loss.temperature is a number, e.g. 4.0'),
+                         ('fitnet@loss.hint_layer=1.5', 'loss.hint_layer is a whole number, e.g. 2'),
+                         ('kd@optimizer.learning_rate=1', "optimizer.learning_rate, which is not a field of its "
+                                                          "method's own"),
+                         ('kd@temperature', "sets 'temperature', not FIELD=VALUE")):
+        table.methods = row
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            rows_of(table)
 
 
 @pytest.mark.quick

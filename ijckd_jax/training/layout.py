@@ -18,7 +18,7 @@ from ijckd_jax import files
 from ijckd_jax.config import validate_config
 from ijckd_jax.errors import ConfigError, WorkdirError
 from ijckd_jax.objectives import get_objective
-from ijckd_jax.training.runs import Run
+from ijckd_jax.training.runs import Run, directory_name
 from ijckd_jax.training.workdir import field_differences, flatten, math_fields, read_json
 
 TABLE = 'table.json'
@@ -27,6 +27,8 @@ TABLE_FIELDS = ('methods', 'method_settings')
 
 # What a comparison table's methods keep of their own: the rest of their configs is shared.
 OWN_FIELDS = ('loss', 'connector', 'teacher')
+# What a row of a table may set of its method's own (METHOD@FIELD=VALUE).
+ROW_FIELDS = ('loss', 'connector')
 
 
 def table_config(configs, methods):
@@ -90,25 +92,65 @@ def split_methods(text, field):
 
 
 def validate_table(table, device_count):
-    """Every check of a table that can fail before any work: the methods known and distinct,
-    and each method's config valid as a run alone with the table's seeds (its teacher there)."""
+    """Every check of a table that can fail before any work: its rows' methods known, their
+    overrides fields of theirs with values of the fields' kinds, no row twice, and each row's
+    config valid as a run alone with the table's seeds (its teacher there)."""
     names = method_names(table)
     known = ', '.join(table.method_settings)
     if not names:
         raise ConfigError(f'config.methods={table.methods!r} names no method; name some of: {known}.')
-    for name in names:
-        if name not in table.method_settings:
-            raise ConfigError(f"config.methods={table.methods!r}: '{name}' is not a method of this table; "
-                              f'known: {known}.')
     for name in names:
         config = method_config(table, name)
         config.seeds = table.seeds
         validate_config(config, device_count)
 
 
-def method_config(table, method):
-    """The config of `method` trained alone: the table's shared fields with the method's own loss
-    and connector; a method without a teacher has none (as configs/cifar_teacher.py)."""
+def parse_row(table, row):
+    """'METHOD[@FIELD=VALUE[+FIELD=VALUE...]]' → (METHOD, [(FIELD, VALUE text), ...]), the method
+    one of the table's."""
+    method, _, overrides = row.partition('@')
+    if method not in table.method_settings:
+        raise ConfigError(f"config.methods={table.methods!r}: '{method}' is not a method of this table; "
+                          f"known: {', '.join(table.method_settings)}.")
+    fields = []
+    for override in overrides.split('+') if overrides else []:
+        field, equals, value = override.partition('=')
+        if not equals or not field or not value:
+            raise ConfigError(f"config.methods={table.methods!r}: the row '{row}' sets '{override}', not "
+                              'FIELD=VALUE; a row is METHOD[@FIELD=VALUE[+FIELD=VALUE...]], e.g. '
+                              'ijckd@loss.alpha_ce=0.2+connector.kind=1x1-1x1.')
+        fields.append((field, value))
+    return method, fields
+
+
+def override(config, row, field, text):
+    """config.FIELD = the value `text` names, of the kind of the field's own value: a row sets
+    its method's loss and connector, which are its own, nothing the table shares."""
+    group, _, name = field.partition('.')
+    if group not in ROW_FIELDS or name not in config[group]:
+        fields = ', '.join(f'{part}.{key}' for part in ROW_FIELDS for key in config[part] if key != 'name')
+        raise ConfigError(f"config.methods: the row '{row}' sets {field}, which is not a field of its method's "
+                          f'own; its fields: {fields}.')
+    current = config[group][name]
+    if isinstance(current, str):
+        config[group][name] = text
+        return
+    try:
+        number = float(text)
+    except ValueError:
+        number = None
+    if number is None or (isinstance(current, int) and not number.is_integer()):
+        kind = 'a whole number' if isinstance(current, int) else 'a number'
+        raise ConfigError(f"config.methods: the row '{row}' sets {field}={text}, but {field} is {kind}, "
+                          f'e.g. {current!r}.')
+    config[group][name] = type(current)(number)
+
+
+def method_config(table, row):
+    """The config of a row trained alone: the table's shared fields with the row's method's own
+    loss and connector, and the row's overrides of them; a method without a teacher has none (as
+    configs/cifar_teacher.py)."""
+    method, overrides = parse_row(table, row)
     config = table.copy_and_resolve_references()
     config.unlock()  # main.py's config flag locks the table
     for name in TABLE_FIELDS:
@@ -116,6 +158,8 @@ def method_config(table, method):
     settings = table.method_settings[method]
     config.loss = settings.loss.copy_and_resolve_references()
     config.connector = settings.connector.copy_and_resolve_references()
+    for field, text in overrides:
+        override(config, row, field, text)
     config.seeds = ()
     if not get_objective(config.loss.name).uses_teacher:
         config.teacher = ml_collections.ConfigDict(dict(model='', checkpoint=''))
@@ -140,7 +184,7 @@ def runs_of(config, workdir):
             seed_config = row_config.copy_and_resolve_references()
             seed_config.seed = seed
             if is_table(config):
-                directory = os.path.join(workdir, row, f'seed_{seed}')
+                directory = os.path.join(workdir, directory_name(row), f'seed_{seed}')
             else:
                 directory = os.path.join(workdir, f'seed_{seed}') if config.seeds else workdir
             runs.append(Run(seed_config, directory, row, position if config.seeds else None))
@@ -176,12 +220,13 @@ def record_layout(workdir, config):
 
 
 def table_record(table):
-    """What table.json holds: the methods, the seeds, and the fields that change what the table
-    computes (of method_settings, the listed methods' only)."""
+    """What table.json holds: the rows, the seeds, and the fields that change what the table
+    computes (of method_settings, the rows' methods' only)."""
     names = method_names(table)
+    methods = {parse_row(table, row)[0] for row in names}
     fields = {key: value for key, value in math_fields(table).items()
               if key not in ('methods', 'seed') and not (key.startswith('method_settings.')
-                                                        and key.split('.')[1] not in names)}
+                                                        and key.split('.')[1] not in methods)}
     return {'methods': names, 'seeds': list(table.seeds) or [table.seed], 'config': fields}
 
 

@@ -5,6 +5,7 @@ method with its settings) and one seed. The state and the metrics are {row: ...}
 seeds where several train together; a run's `position` is its seed's place in that stack, None
 where there is no stack (one seed).
 """
+import re
 from typing import Any, NamedTuple, Optional
 
 import jax
@@ -20,6 +21,12 @@ class Run(NamedTuple):
     position: Optional[int] = None
     writer: Any = None
     manager: Any = None
+
+
+def directory_name(row):
+    """A table row's folder in the table's workdir: the row, e.g. 'ijckd@loss.alpha_ce=0.2', with
+    every character a file system may refuse as '_'."""
+    return re.sub(r'[^A-Za-z0-9._@=+-]', '_', row)
 
 
 def label(run, runs):

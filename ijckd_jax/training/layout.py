@@ -99,8 +99,7 @@ def validate_table(table, device_count):
     known = ', '.join(table.method_settings)
     if not names:
         raise ConfigError(f'config.methods={table.methods!r} names no method; name some of: {known}.')
-    for name in names:
-        config = method_config(table, name)
+    for config in [method_config(table, name) for name in names]:  # every row parsed before any is checked
         config.seeds = table.seeds
         validate_config(config, device_count)
 

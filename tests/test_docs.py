@@ -10,7 +10,7 @@ import tomllib
 import pytest
 
 from conftest import REPOSITORY
-from ijckd_jax.config import describe_unknown_fields, load_config_file
+from ijckd_jax.cli.config_file import describe_unknown_fields, load_config_file
 
 pytestmark = pytest.mark.quick  # every test of this file is in the quick tier
 
@@ -18,7 +18,7 @@ DOCUMENTS = ['README.md', *sorted(os.path.relpath(path, REPOSITORY)
                                   for path in glob.glob(os.path.join(REPOSITORY, 'docs', '*.md')))]
 PROJECT = tomllib.load(open(os.path.join(REPOSITORY, 'pyproject.toml'), 'rb'))
 SCRIPTS = {name: target.split(':')[0] for name, target in PROJECT['project']['scripts'].items()}
-MAIN_OPTIONS = {'--config', '--workdir', '--help'}
+MAIN_OPTIONS = {'--config', '--workdir', '--help', '--show_config', '--verbose'}
 
 
 def quoted_commands(text):

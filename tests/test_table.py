@@ -262,6 +262,18 @@ def test_the_table_config_flag_parses_methods_and_seeds(tmp_path):
     assert not (tmp_path / 'table').exists()
 
 
+def test_show_config_prints_each_rows_resolved_settings_without_a_workdir(tmp_path):
+    result = main(['--config', os.path.join(REPOSITORY, 'configs/cifar_table.py:resnet32x4-resnet8x4,rows=table4'),
+                   '--config.seeds=0,1', '--show_config'], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    printed, *rows = result.stdout.split('\nrow ')
+    assert json.loads(printed)['seeds'] == [0, 1] and json.loads(printed)['methods'] == cifar_table.ROWS['table4']
+    assert rows[1] == ('ijckd@loss.logit_loss=cosine+loss.alpha_lm=10: {"connector": {"factor": 2, "kind": "1x1"}, '
+                       '"loss": {"alpha_ce": 1.0, "alpha_lm": 10.0, "beta_fm": 0.0, "logit_loss": "cosine", '
+                       '"name": "ijckd"}}')
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.quick
 def test_a_rows_overrides_are_its_methods_config_with_those_fields_and_its_folder_is_named_by_it():
     table = cifar_table.get_config('resnet32x4-resnet8x4,rows=table3')

@@ -8,14 +8,16 @@ ijckd_jax.training and ijckd_jax.demo.
 """
 import sys
 
+import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from ijckd_jax.config import describe_unknown_fields, load_config_file
+from ijckd_jax.cli.config_file import describe_unknown_fields, load_config_file
 from ijckd_jax.demo import run_demo
 from ijckd_jax.errors import ConfigError, RunError
 from ijckd_jax.runtime import enable_compilation_cache, quiet_platform_probes
 from ijckd_jax.teachers import resolve_teacher
+from ijckd_jax.training.layout import rows_of
 from ijckd_jax.training.loop import train_and_evaluate
 from ijckd_jax.training.metrics import show_details
 
@@ -28,7 +30,9 @@ flags.DEFINE_string('workdir', None, 'Where checkpoints, metrics and the summary
 # records (the config is compared on resume and written to run.json and summary.json).
 flags.DEFINE_bool('verbose', False, 'Also log every write of the metrics, the hyperparameters and the '
                   'parameter overview (by default: one line per epoch).')
-flags.mark_flags_as_required(['config', 'workdir'])
+flags.DEFINE_bool('show_config', False, 'Print the config as resolved (its variant, every --config.FIELD, and '
+                  "for a table each row's loss and connector) and exit; no --workdir needed.")
+flags.mark_flags_as_required(['config'])
 PROGRAMS = {'train': train_and_evaluate, 'demo': run_demo}
 
 
@@ -70,6 +74,11 @@ def main(argv):
     quiet_platform_probes()
     if FLAGS.verbose:
         show_details()
+    if FLAGS.show_config:
+        return show_config(FLAGS.config)
+    if not FLAGS.workdir:
+        sys.exit('error: --workdir is required: the folder where checkpoints, metrics and the summary go '
+                 '(the same one resumes a run).')
     try:
         program = FLAGS.config.get('program', 'train')
         if program not in PROGRAMS:
@@ -86,9 +95,21 @@ def main(argv):
         sys.exit(130)
 
 
+def show_config(config):
+    """Prints the resolved config, then each row's own loss and connector (a run alone has one row)."""
+    print(config.to_json_best_effort(indent=2, sort_keys=True))
+    try:
+        rows = rows_of(config)
+    except ConfigError as error:
+        sys.exit(f'error: {error}')
+    for row, row_config in rows.items():
+        own = ml_collections.ConfigDict(dict(loss=row_config.loss, connector=row_config.connector))
+        print(f'row {row}: {own.to_json_best_effort(sort_keys=True)}')
+
+
 def run():
     """The console script's entry point. --help lists the key flags of the program that runs
     (absl keys them by sys.argv[0]): this module's flags are those of main.py and ijckd-train."""
-    for name in ('config', 'workdir', 'verbose'):
+    for name in ('config', 'workdir', 'verbose', 'show_config'):
         FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
     app.run(main, flags_parser=parse_flags)

@@ -24,7 +24,6 @@ tests: nothing asserts a time.
 """
 import argparse
 import functools
-import importlib
 import resource
 import statistics
 import time
@@ -91,11 +90,8 @@ def parse_arguments():
 
 def build_config(arguments):
     teacher, _, student = arguments.pair.rpartition('-')
-    # The objective's per-pair settings where its source has them (DKD's β), as its config does.
-    pair_settings = getattr(importlib.import_module(f'ijckd_jax.objectives.{arguments.objective}'),
-                            'PAIR_SETTINGS', None)
-    config = cifar_distillation_config(arguments.objective, f'{teacher or student}-{student}',
-                                       pair_settings=pair_settings)
+    # With the objective's per-pair settings where its source has them (DKD's β), as its config does.
+    config = cifar_distillation_config(arguments.objective, f'{teacher or student}-{student}')
     if arguments.objective == 'ce':
         config.teacher.model = ''
     config.data.image_size, config.dtype = arguments.image_size, arguments.dtype

@@ -6,8 +6,6 @@ settings: 'resnet32x4-resnet8x4,connector=1x1-3x3-1x1,alpha_ce=0.2'. `protocol` 
 training recipe a run follows where sources disagree (docs/fidelity.md); `data` the data set
 with its classes, image size and normalisation (DATA_SETS: 'resnet20-resnet8,data=digits').
 """
-import importlib
-
 import ml_collections
 
 from ijckd_jax.connectors import check_connector_name
@@ -43,6 +41,36 @@ TABLE1_PAIRS = (
     'wrn_40_2-wrn_40_1', 'vgg13-vgg8', 'vgg13-MobileNetV2', 'ResNet50-MobileNetV2', 'ResNet50-vgg8',
     'resnet32x4-ShuffleV1', 'resnet32x4-ShuffleV2', 'wrn_40_2-ShuffleV1',
 )
+# The settings the methods' sources give other than their modules' defaults (which are the
+# sources' CIFAR-100 settings): per CIFAR-100 pair, on ImageNet, and per ImageNet pair.
+CIFAR_PAIR_SETTINGS = {
+    # mdistiller's configs/cifar100/dkd/*.yaml that set another BETA than cfg.py's 8.0 (the
+    # others, res32x4_res8x4, res32x4_shuv1, res32x4_shuv2, res50_mv2 and wrn40_2_shuv1, keep it;
+    # mdistiller has no yaml for ResNet50-vgg8, which keeps it too).
+    'dkd': {'resnet56-resnet20': {'beta': 2.0},    # res56_res20.yaml
+            'resnet110-resnet32': {'beta': 2.0},   # res110_res32.yaml
+            'wrn_40_2-wrn_16_2': {'beta': 6.0},    # wrn40_2_wrn_16_2.yaml
+            'wrn_40_2-wrn_40_1': {'beta': 6.0},    # wrn40_2_wrn_40_1.yaml
+            'vgg13-vgg8': {'beta': 6.0},           # vgg13_vgg8.yaml
+            'vgg13-MobileNetV2': {'beta': 6.0}},   # vgg13_mv2.yaml
+}
+IMAGENET_SETTINGS = {
+    # mdistiller's configs/imagenet/r34_r18/at.yaml and r50_mv1/at.yaml set no AT section, so
+    # cfg.py's defaults apply (CFG.AT.P 2, CE_WEIGHT 1.0, FEAT_WEIGHT 1000.0), no KD term: the
+    # CIFAR-100 defaults, stated so that the ImageNet run's source is explicit.
+    'at': {'ce_weight': 1.0, 'kd_weight': 0.0, 'beta': 1000.0, 'p': 2.0},
+    # mdistiller's configs/imagenet/r34_r18/dkd.yaml: CE_WEIGHT 1.0, BETA 0.5, T 1.0, WARMUP 1;
+    # ALPHA keeps cfg.py's 1.0.
+    'dkd': {'ce_weight': 1.0, 'alpha': 1.0, 'beta': 0.5, 'temperature': 1.0, 'warmup': 1.0},
+    # mdistiller's configs/imagenet/r50_mv1/ofd.yaml: FEAT_WEIGHT 0.0001, the rest cfg.py's
+    # (mdistiller has no OFD config for ResNet34 → ResNet18).
+    'ofd': {'ce_weight': 1.0, 'feat_weight': 0.0001, 'kernel_size': 1},
+    # The WSLD authors' knowledge_distiller.py lines 40-41 (self.T = 2, self.alpha = 2.5).
+    'wsld': {'temperature': 2.0, 'alpha': 2.5},
+}
+IMAGENET_PAIR_SETTINGS = {
+    'dkd': {'resnet50-MobileNetV1': {'beta': 2.0}},  # mdistiller's configs/imagenet/r50_mv1/dkd.yaml
+}
 TABLE2_CONNECTOR_VARIANTS = tuple(f'{pair},connector={connector}'
                                   for pair in ('resnet32x4-resnet8x4', 'wrn_40_2-wrn_40_1')
                                   for connector in ('1x1', '1x1-1x1', '1x1-3x3-1x1'))
@@ -164,20 +192,18 @@ def distillation_config(objective, teacher, student, options, data=CIFAR100):
 
 def imagenet_settings(objective, pair):
     """The objective's ImageNet settings for 'teacher-student' where its source gives others
-    than its CIFAR-100 defaults (the module's IMAGENET and IMAGENET_PAIR_SETTINGS, e.g. DKD's),
-    else none."""
-    module = importlib.import_module(f'ijckd_jax.objectives.{objective}')
-    return {**getattr(module, 'IMAGENET', {}), **getattr(module, 'IMAGENET_PAIR_SETTINGS', {}).get(pair, {})}
+    than its CIFAR-100 defaults (IMAGENET_SETTINGS and IMAGENET_PAIR_SETTINGS), else none."""
+    return {**IMAGENET_SETTINGS.get(objective, {}), **IMAGENET_PAIR_SETTINGS.get(objective, {}).get(pair, {})}
 
 
-def cifar_distillation_config(objective, arg, default_pair='resnet32x4-resnet8x4', pair_settings=None):
-    """A CIFAR-100 distillation run from its variant string, at the protocol's learning rate;
-    `pair_settings` ({'teacher-student': settings}) are the objective's own per-pair settings,
+def cifar_distillation_config(objective, arg, default_pair='resnet32x4-resnet8x4'):
+    """A CIFAR-100 distillation run from its variant string, at the protocol's learning rate,
+    with the objective's settings for the pair where its source gives some (CIFAR_PAIR_SETTINGS),
     which the variant's options override."""
     teacher, student, options = parse_variant(arg, default_pair)
     protocol = pop_protocol(options, LOW_LEARNING_RATE_STUDENTS)
     data = pop_data(options)
-    options = {**(pair_settings or {}).get(f'{teacher}-{student}', {}), **options}
+    options = {**CIFAR_PAIR_SETTINGS.get(objective, {}).get(f'{teacher}-{student}', {}), **options}
     config = distillation_config(objective, teacher, student, options, data)
     config.optimizer.learning_rate = cifar_learning_rate(student, protocol)
     return config

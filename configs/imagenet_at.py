@@ -1,5 +1,5 @@
 """Attention transfer on ImageNet, a row of the paper's Table 5: the method with its source's ImageNet
-setting (ijckd_jax/objectives/at.py IMAGENET), under configs/imagenet_ijckd.py's recipe.
+setting (configs/common.py IMAGENET_SETTINGS), under configs/imagenet_ijckd.py's recipe.
 
     python main.py --config configs/imagenet_at.py:resnet34-resnet18 \
         --config.teacher.checkpoint=teachers/resnet34 --config.data.data_dir=DIR --workdir runs/imagenet_at_r34_r18

@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from configs.common import IMAGENET_SETTINGS
 from ijckd_jax.objectives import OBJECTIVES, DistillationOutputs, get_objective, resolve_settings
-from ijckd_jax.objectives import at
 from ijckd_jax.torch_models.distillers import Attention, DistillKL, RKDLoss, cosine_similarity_loss
 
 BATCH, CLASSES, POOLED, TEACHER_POOLED = 8, 10, 64, 256
@@ -189,7 +189,7 @@ def test_defaults_are_repdistillers_and_the_objectives_are_found():
     assert resolve_settings('rkd') == {'ce_weight': 1.0, 'kd_weight': 0.0, 'temperature': 4.0, 'beta': 1.0,
                                        'distance_weight': 25.0, 'angle_weight': 50.0}
     assert resolve_settings('pkt') == {'ce_weight': 1.0, 'kd_weight': 0.0, 'temperature': 4.0, 'beta': 30000.0}
-    assert resolve_settings('at', at.IMAGENET) == resolve_settings('at')  # mdistiller's cfg.py defaults
+    assert resolve_settings('at', IMAGENET_SETTINGS['at']) == resolve_settings('at')  # mdistiller's cfg.py defaults
     for name in ('at', 'rkd', 'pkt'):
         objective = OBJECTIVES[name]
         assert (objective.evaluation_classifier, objective.uses_teacher, objective.uses_connector,

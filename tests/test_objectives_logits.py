@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from configs.common import TABLE1_PAIRS
+from configs.common import CIFAR_PAIR_SETTINGS, IMAGENET_SETTINGS, TABLE1_PAIRS
 from ijckd_jax.objectives import DistillationOutputs, get_objective, resolve_settings
 from ijckd_jax.objectives import dkd, wsld
 from ijckd_jax.torch_models.distillers import dkd_forward_train as torch_dkd_forward_train
@@ -77,7 +77,7 @@ DKD_SETTINGS = [
     {},                            # mdistiller's cfg.py defaults: beta 8, T 4, warmup 20
     {'beta': 2.0},                 # res56_res20.yaml, res110_res32.yaml
     {'beta': 6.0},                 # wrn40_2_*.yaml, vgg13_*.yaml
-    dkd.IMAGENET,                  # imagenet/r34_r18/dkd.yaml: beta 0.5, T 1, warmup 1
+    IMAGENET_SETTINGS['dkd'],                  # imagenet/r34_r18/dkd.yaml: beta 0.5, T 1, warmup 1
     {'alpha': 0.5, 'ce_weight': 0.0, 'temperature': 2.0},
 ]
 
@@ -175,19 +175,19 @@ def test_dkd_without_an_epoch_names_what_is_missing():
 @pytest.mark.quick
 def test_dkd_settings_are_mdistillers():
     assert dkd.DEFAULTS == {'ce_weight': 1.0, 'alpha': 1.0, 'beta': 8.0, 'temperature': 4.0, 'warmup': 20.0}
-    assert set(dkd.PAIR_SETTINGS) <= set(TABLE1_PAIRS)
-    assert {pair: value['beta'] for pair, value in dkd.PAIR_SETTINGS.items()} == {
+    assert set(CIFAR_PAIR_SETTINGS['dkd']) <= set(TABLE1_PAIRS)
+    assert {pair: value['beta'] for pair, value in CIFAR_PAIR_SETTINGS['dkd'].items()} == {
         'resnet56-resnet20': 2.0, 'resnet110-resnet32': 2.0, 'wrn_40_2-wrn_16_2': 6.0,
         'wrn_40_2-wrn_40_1': 6.0, 'vgg13-vgg8': 6.0, 'vgg13-MobileNetV2': 6.0}
-    for overrides in (*dkd.PAIR_SETTINGS.values(), dkd.IMAGENET):
+    for overrides in (*CIFAR_PAIR_SETTINGS['dkd'].values(), IMAGENET_SETTINGS['dkd']):
         resolve_settings('dkd', overrides)
-    assert resolve_settings('dkd', dkd.IMAGENET) == {
+    assert resolve_settings('dkd', IMAGENET_SETTINGS['dkd']) == {
         'ce_weight': 1.0, 'alpha': 1.0, 'beta': 0.5, 'temperature': 1.0, 'warmup': 1.0}
 
 
 # ---- WSLD
 
-WSLD_SETTINGS = [{}, wsld.IMAGENET, {'temperature': 1.0, 'alpha': 1.0}]
+WSLD_SETTINGS = [{}, IMAGENET_SETTINGS['wsld'], {'temperature': 1.0, 'alpha': 1.0}]
 
 
 @pytest.mark.quick
@@ -235,7 +235,7 @@ def test_wsld_focal_weight_is_detached_and_that_is_visible_in_the_gradient():
 @pytest.mark.quick
 def test_wsld_settings_are_the_authors():
     assert wsld.DEFAULTS == {'temperature': 4.0, 'alpha': 2.25}  # CIFAR-100: the authors' issue #2
-    assert resolve_settings('wsld', wsld.IMAGENET) == {'temperature': 2.0, 'alpha': 2.5}
+    assert resolve_settings('wsld', IMAGENET_SETTINGS['wsld']) == {'temperature': 2.0, 'alpha': 2.5}
 
 
 # ---- Both

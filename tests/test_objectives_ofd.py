@@ -13,6 +13,7 @@ import torch.nn as tnn
 import torch.nn.functional as F
 from scipy.stats import norm
 
+from configs.common import IMAGENET_SETTINGS
 from ijckd_jax.convert import convert_state_dict, state_dict_to_variables
 from ijckd_jax.distillation import build_distiller, init_trainable
 from ijckd_jax.models.layers import ModelOutput
@@ -268,7 +269,7 @@ def test_ofd_on_real_networks_matches_mdistillers_forward_train():
 @pytest.mark.quick
 def test_defaults_are_mdistillers_cifar_and_imagenet_settings():
     assert resolve_settings('ofd') == {'ce_weight': 1.0, 'feat_weight': 0.001, 'kernel_size': 1}  # cfg.py
-    assert resolve_settings('ofd', ofd.IMAGENET) == {'ce_weight': 1.0, 'feat_weight': 0.0001,
+    assert resolve_settings('ofd', IMAGENET_SETTINGS['ofd']) == {'ce_weight': 1.0, 'feat_weight': 0.0001,
                                                      'kernel_size': 1}  # imagenet/r50_mv1/ofd.yaml
 
 

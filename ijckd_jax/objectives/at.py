@@ -22,13 +22,6 @@ from ijckd_jax.objectives.losses import CLASSIFICATION_DEFAULTS, check_temperatu
 # F.normalize's default eps: the attention vector is divided by max(‖vec‖₂, 1e-12).
 NORMALIZE_EPSILON = 1e-12
 
-# ImageNet: mdistiller (github.com/megvii-research/mdistiller) configs/imagenet/r34_r18/at.yaml
-# and configs/imagenet/r50_mv1/at.yaml set no AT section, so mdistiller/engine/cfg.py's defaults
-# apply (CFG.AT.P = 2, LOSS.CE_WEIGHT = 1.0, LOSS.FEAT_WEIGHT = 1000.0), on feats[1:], every stage's
-# output after its ReLU (mdistiller/distillers/AT.py; models/imagenet/resnet.py), no KD term.
-# They equal the CIFAR-100 defaults; stated here so that the ImageNet run's source is explicit.
-IMAGENET = {'ce_weight': 1.0, 'kd_weight': 0.0, 'beta': 1000.0, 'p': 2.0}
-
 
 def attention(feature_map, p):
     """Attention.at: the channel mean of |f|^p, flattened over space, L2-normalised.

@@ -12,9 +12,8 @@ mdistiller/distillers/DKD.py): `dkd_loss` (lines 8-32), `_get_gt_mask`, `_get_ot
 
 with `epoch` counted from 1 (mdistiller/engine/trainer.py starts at epoch = 1 and passes it to
 forward_train), here `outputs.epoch`. Defaults: mdistiller/engine/cfg.py lines 162-167 (CFG.DKD:
-CE_WEIGHT 1.0, ALPHA 1.0, BETA 8.0, T 4.0, WARMUP 20), its CIFAR-100 setting; PAIR_SETTINGS are
-the pairs whose configs/cifar100/dkd/*.yaml set another BETA, IMAGENET is
-configs/imagenet/r34_r18/dkd.yaml.
+CE_WEIGHT 1.0, ALPHA 1.0, BETA 8.0, T 4.0, WARMUP 20), its CIFAR-100 setting; the pairs whose
+configs/cifar100/dkd/*.yaml set another BETA, and ImageNet's settings, are in configs/common.py.
 """
 import jax
 import jax.numpy as jnp
@@ -26,23 +25,6 @@ from ijckd_jax.objectives.losses import cross_entropy, total
 # mdistiller/engine/cfg.py lines 162-167, the defaults every CIFAR-100 yaml starts from. Floats
 # (mdistiller's WARMUP is the int 20) so that a config field also takes a fractional override.
 DEFAULTS = {'ce_weight': 1.0, 'alpha': 1.0, 'beta': 8.0, 'temperature': 4.0, 'warmup': 20.0}
-
-# Table 1's pairs whose mdistiller yaml sets another BETA (every other CIFAR-100 yaml keeps the
-# default 8.0: res32x4_res8x4, res32x4_shuv1, res32x4_shuv2, res50_mv2, wrn40_2_shuv1; mdistiller
-# has no yaml for ResNet50-vgg8, which therefore keeps the default too).
-PAIR_SETTINGS = {
-    'resnet56-resnet20': {'beta': 2.0},    # configs/cifar100/dkd/res56_res20.yaml
-    'resnet110-resnet32': {'beta': 2.0},   # configs/cifar100/dkd/res110_res32.yaml
-    'wrn_40_2-wrn_16_2': {'beta': 6.0},    # configs/cifar100/dkd/wrn40_2_wrn_16_2.yaml
-    'wrn_40_2-wrn_40_1': {'beta': 6.0},    # configs/cifar100/dkd/wrn40_2_wrn_40_1.yaml
-    'vgg13-vgg8': {'beta': 6.0},           # configs/cifar100/dkd/vgg13_vgg8.yaml
-    'vgg13-MobileNetV2': {'beta': 6.0},    # configs/cifar100/dkd/vgg13_mv2.yaml
-}
-
-# configs/imagenet/r34_r18/dkd.yaml: CE_WEIGHT 1.0, BETA 0.5, T 1.0, WARMUP 1; ALPHA keeps the
-# cfg.py default 1.0. (configs/imagenet/r50_mv1/dkd.yaml differs only in BETA 2.0.)
-IMAGENET = {'ce_weight': 1.0, 'alpha': 1.0, 'beta': 0.5, 'temperature': 1.0, 'warmup': 1.0}
-IMAGENET_PAIR_SETTINGS = {'resnet50-MobileNetV1': {'beta': 2.0}}  # configs/imagenet/r50_mv1/dkd.yaml
 
 # The logit offset mdistiller subtracts at the target class to leave it out of NCKD's softmaxes.
 TARGET_OFFSET = 1000.0

@@ -37,8 +37,8 @@ NotImplementedError), so they cannot be OFD's teacher.
 
 Defaults: mdistiller/engine/cfg.py lines 99-105 (CFG.OFD: LOSS.CE_WEIGHT 1.0, LOSS.FEAT_WEIGHT
 0.001, CONNECTOR.KERNEL_SIZE 1), which configs/cifar100/ofd.yaml (resnet32x4 → resnet8x4, its
-only CIFAR-100 OFD config) keeps; IMAGENET is configs/imagenet/r50_mv1/ofd.yaml (FEAT_WEIGHT
-0.0001; mdistiller has no OFD config for ResNet34 → ResNet18). No KD term.
+only CIFAR-100 OFD config) keeps; ImageNet's (configs/common.py IMAGENET_SETTINGS) is
+configs/imagenet/r50_mv1/ofd.yaml. No KD term.
 
 One difference: mdistiller's OFD.train puts every child in training mode, the teacher too, so
 its teacher's maps use the batch's BatchNorm statistics (and update its running ones). Here
@@ -61,8 +61,6 @@ from ijckd_jax.objectives.losses import cross_entropy, total
 
 # mdistiller/engine/cfg.py lines 99-105, the settings of configs/cifar100/ofd.yaml.
 DEFAULTS = {'ce_weight': 1.0, 'feat_weight': 0.001, 'kernel_size': 1}
-# configs/imagenet/r50_mv1/ofd.yaml: OFD.LOSS.FEAT_WEIGHT 0.0001, the rest cfg.py's.
-IMAGENET = {'ce_weight': 1.0, 'feat_weight': 0.0001, 'kernel_size': 1}
 # The Φ(−β/|γ|) at or below which init_ofd_modules takes −3|γ| as the margin.
 CDF_THRESHOLD = 0.001
 

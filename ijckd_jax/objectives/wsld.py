@@ -24,8 +24,6 @@ from ijckd_jax.objectives.losses import cross_entropy, total
 
 # CIFAR-100: the authors' issue #2 (T = 4, alpha = 2.25).
 DEFAULTS = {'temperature': 4.0, 'alpha': 2.25}
-# ImageNet: knowledge_distiller.py lines 40-41 (self.T = 2, self.alpha = 2.5).
-IMAGENET = {'temperature': 2.0, 'alpha': 2.5}
 
 # knowledge_distiller.py line 73: added by commit 4ecf930 (June 2021, after the paper) against
 # a division by a zero teacher loss.

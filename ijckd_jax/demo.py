@@ -8,7 +8,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from ijckd_jax import report
+from ijckd_jax.report import runs as report_runs, tables as report_tables
 from ijckd_jax.config import named, validate_config
 from ijckd_jax.data.pipeline import load_split
 from ijckd_jax.deploy import ARTIFACT
@@ -30,7 +30,7 @@ def single_run_config(config, model):
     return derived
 
 
-def method_config(config, method, teacher_directory):
+def student_config(config, method, teacher_directory):
     """The demo's student trained with `method`, the teacher loaded from teacher_directory."""
     derived = single_run_config(config, config.demo.student)
     derived.loss = ml_collections.ConfigDict(dict(name=method, **resolve_settings(method)))
@@ -53,7 +53,7 @@ def check_demo(config):
         named('demo.methods', get_objective, method)
     validate_config(single_run_config(config, config.demo.teacher), jax.device_count())
     for method in methods:
-        validate_config(method_config(config, method, ''), jax.device_count(), teacher_trained=False)
+        validate_config(student_config(config, method, ''), jax.device_count(), teacher_trained=False)
     return methods
 
 
@@ -69,11 +69,11 @@ def run_demo(config, workdir):
     teacher_directory = os.path.join(workdir, 'teacher', 'export')
     logging.info('Demo 2/2: the student %s with %s, as one table.', config.demo.student, ', '.join(methods))
     students = os.path.join(workdir, 'students')
-    table = table_config({method: method_config(config, method, teacher_directory) for method in methods},
+    table = table_config({method: student_config(config, method, teacher_directory) for method in methods},
                          ','.join(methods))
     summaries = dict(zip(methods, train_and_evaluate(table, students)))
     rows += [(f'student {config.demo.student}', method, summaries[method]) for method in methods]
-    table = format_table(rows, config) + '\n\n' + paired_differences(students)
+    table = format_demo_table(rows, config) + '\n\n' + paired_differences(students)
     if 'ijckd' in methods:
         table += '\n\n' + ship(config, workdir, [
             ('teacher', 'teacher', f'teacher {config.demo.teacher}', teacher_summary),
@@ -88,10 +88,10 @@ def run_demo(config, workdir):
 def paired_differences(students):
     """The report's view of the students' table: each method against KD (or the first method)
     on the same initialisation and batches."""
-    methods, seeds, runs = report.load_table(students)
+    methods, seeds, runs = report_runs.load_table(students)
     baseline = 'kd' if 'kd' in methods else methods[0]
     return (f'Paired against {baseline} (same initialisation, batches, crops and flips):\n\n'
-            + report.format_table_rows(report.summarize_table(methods, seeds, runs, baseline), baseline))
+            + report_tables.format_table_rows(report_tables.summarize_table(methods, seeds, runs, baseline), baseline))
 
 
 def ship(config, workdir, runs):
@@ -117,7 +117,7 @@ def ship(config, workdir, runs):
     return '\n'.join(lines)
 
 
-def format_table(rows, config):
+def format_demo_table(rows, config):
     lines = [f'Test top-1 (%) on {config.data.dataset}, {config.num_epochs} epochs, seed {config.seed}:',
              '', '| model | method | best top-1 (epoch) | last top-1 |', '| --- | --- | --- | --- |']
     for model, method, summary in rows:

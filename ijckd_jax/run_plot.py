@@ -4,7 +4,7 @@ Reads a run's history.json (see ijckd_jax.bound for the terms).
 """
 import os
 
-from ijckd_jax.report import ReportError, find_run_directories, is_table_directory, read_json
+from ijckd_jax.report.runs import ReportError, find_run_directories, is_table_directory, read_json_file
 from ijckd_jax.training.workdir import counted_from_one
 
 BOUND_TERMS = ('student_error', 'teacher_error', 'delta1', 'delta2')
@@ -29,7 +29,7 @@ def check_one_run(directory):
 def read_run_history(directory):
     """The run's per-epoch entries, epochs counted from 1; ReportError if there are none."""
     path = os.path.join(directory, 'history.json')
-    history = read_json(path)
+    history = read_json_file(path)
     if not isinstance(history, list) or not history or not all('top1' in entry for entry in history):
         raise ReportError(f'{path} is malformed: expected a list of epochs with top1.')
     return counted_from_one(history)

@@ -678,12 +678,12 @@ def test_crd_on_a_split_smaller_than_its_negatives_says_what_it_costs(tmp_path, 
     """CRD's 16,384 negatives on the 1,437 digits ran about 10× KD's step without a word."""
     from types import SimpleNamespace
 
-    from ijckd_jax.training.loop import check_examples
+    from ijckd_jax.training.loop import check_memory_banks
 
     crd = SimpleNamespace(loss=cifar_kd.get_config().loss.__class__(dict(name='crd', negatives=16384)))
     runs = [Run(crd, str(tmp_path / 'crd' / f'seed_{seed}'), 'crd', seed) for seed in (0, 1)]
     with caplog.at_level('WARNING'):
-        check_examples(runs, 1437, cifar_table.get_config('resnet8-resnet8'))
+        check_memory_banks(runs, 1437, cifar_table.get_config('resnet8-resnet8'))
     assert [record.getMessage() for record in caplog.records] == [
         'CRD scores 16384 negatives per example each step (its CIFAR-100 setting), more than the 1437 examples of '
         'this split: its step costs several times that of KD here; --config.method_settings.crd.loss.negatives=N '

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from ijckd_jax import report
+from ijckd_jax.report import runs as report_runs, tables as report_tables
 from ijckd_jax.cli import plot
 from ijckd_jax.cli import report as report_cli
 from ijckd_jax.run_plot import read_run_history
@@ -49,14 +49,14 @@ def test_a_history_with_epochs_counted_from_0_is_read_counted_from_1(tmp_path):
     history = json.loads((tmp_path / 'old' / 'history.json').read_text())
     (tmp_path / 'old' / 'history.json').write_text(json.dumps([{**entry, 'epoch': entry['epoch'] - 1}
                                                                for entry in history]))
-    assert report.read_history(old) == report.read_history(new) == [(1, 73.5), (2, 74.5), (3, 75.5)]
+    assert report_runs.read_history(old) == report_runs.read_history(new) == [(1, 73.5), (2, 74.5), (3, 75.5)]
     assert [entry['epoch'] for entry in read_run_history(old)] == [1, 2, 3]
 
 
 def table_rows(paths):
     """The data lines of the printed table, split into stripped cells."""
-    runs, _ = report.load_runs(paths)
-    return split_cells(report.format_table(report.summarize_settings(runs)).splitlines()[2:])
+    runs, _ = report_runs.load_runs(paths)
+    return split_cells(report_tables.format_table(report_tables.summarize_settings(runs)).splitlines()[2:])
 
 
 def split_cells(lines):
@@ -186,7 +186,7 @@ def test_nested_directories_are_found_once(tmp_path):
     write_run(tmp_path / 'sweep' / 'beta' / 'deeper' / 'seed1', seed=1)
     write_run(tmp_path / 'other', seed=2)
     os.makedirs(tmp_path / 'sweep' / 'alpha' / 'seed0' / 'checkpoints' / '10')
-    runs, left_out = report.load_runs([str(tmp_path / 'sweep'), str(tmp_path), str(tmp_path / 'other')])
+    runs, left_out = report_runs.load_runs([str(tmp_path / 'sweep'), str(tmp_path), str(tmp_path / 'other')])
     assert sorted(run.seed for run in runs) == [0, 1, 2]
     assert left_out == []
 
@@ -208,15 +208,15 @@ def test_a_seed_in_two_directories_is_refused_from_the_mean(tmp_path, capsys):
 
 @pytest.mark.quick
 def test_a_missing_or_empty_directory_is_an_error_naming_it(tmp_path):
-    with pytest.raises(report.ReportError, match='nowhere.*does not exist'):
-        report.load_runs([str(tmp_path / 'nowhere')])
+    with pytest.raises(report_runs.ReportError, match='nowhere.*does not exist'):
+        report_runs.load_runs([str(tmp_path / 'nowhere')])
     os.makedirs(tmp_path / 'empty' / 'checkpoints')
-    with pytest.raises(report.ReportError, match='empty holds no run, neither in it nor below it'):
-        report.load_runs([str(tmp_path / 'empty')])
+    with pytest.raises(report_runs.ReportError, match='empty holds no run, neither in it nor below it'):
+        report_runs.load_runs([str(tmp_path / 'empty')])
     os.makedirs(tmp_path / 'unfinished')
     (tmp_path / 'unfinished' / 'run.json').write_text('{}')
-    with pytest.raises(report.ReportError) as error:
-        report.load_runs([str(tmp_path / 'unfinished')])
+    with pytest.raises(report_runs.ReportError) as error:
+        report_runs.load_runs([str(tmp_path / 'unfinished')])
     assert str(error.value) == (f"No finished run to report: {tmp_path / 'unfinished'} is not finished, left out: "
                                 'no summary.json yet (it is written when training ends).')
 
@@ -230,15 +230,15 @@ def test_a_malformed_summary_is_an_error_naming_the_file(tmp_path, content, prob
     write_run(tmp_path / 'good')
     os.makedirs(tmp_path / 'bad')
     (tmp_path / 'bad' / 'summary.json').write_text(content)
-    with pytest.raises(report.ReportError, match='bad.summary.json') as error:
-        report.load_runs([str(tmp_path)])
+    with pytest.raises(report_runs.ReportError, match='bad.summary.json') as error:
+        report_runs.load_runs([str(tmp_path)])
     assert problem in str(error.value)
 
 
 def test_a_summary_with_a_wrong_value_is_an_error_naming_the_field(tmp_path):
     write_run(tmp_path / 'run', best_top1=None)
-    with pytest.raises(report.ReportError, match=r'run.summary.json is malformed: best_top1'):
-        report.load_runs([str(tmp_path)])
+    with pytest.raises(report_runs.ReportError, match=r'run.summary.json is malformed: best_top1'):
+        report_runs.load_runs([str(tmp_path)])
 
 
 @pytest.mark.quick
@@ -321,8 +321,8 @@ def test_a_tables_rows_with_overrides_get_the_papers_number_of_their_setting(tmp
     (tmp_path / 'table' / 'table.json').write_text(json.dumps({'methods': list(rows), 'seeds': [0], 'config': {}}))
     for row, changes in rows.items():
         write_run(tmp_path / 'table' / row / 'seed_0', loss={**IJCKD_DEFAULTS, **changes})
-    methods, seeds, runs = report.load_table(str(tmp_path / 'table'))
-    lines = report.summarize_table(methods, seeds, runs, 'ijckd')
+    methods, seeds, runs = report_runs.load_table(str(tmp_path / 'table'))
+    lines = report_tables.summarize_table(methods, seeds, runs, 'ijckd')
     assert [(line.method, line.paper) for line in lines] == [
         ('ijckd', '76.52'), ('ijckd@loss.alpha_ce=0.2', '76.61'), ('ijckd@loss.alpha_lm=0+loss.beta_fm=1', '76.47')]
 
@@ -391,7 +391,7 @@ def test_a_run_not_finished_is_left_out_with_a_line(tmp_path, capsys):
     table = write_table(tmp_path / 'table', {'ce': [72.5, 74.5], 'kd': [73.0, 74.0]})
     history = json.loads((tmp_path / 'table' / 'kd' / 'seed_1' / 'history.json').read_text())
     (tmp_path / 'table' / 'kd' / 'seed_1' / 'history.json').write_text(json.dumps(history + history[-1:]))
-    kd = report.summarize_table(*report.load_table(table), 'kd')[1]
+    kd = report_tables.summarize_table(*report_runs.load_table(table), 'kd')[1]
     assert (kd.seeds, kd.per_seed) == ('1 of 2', '73.00')
 
 
@@ -403,8 +403,8 @@ def test_the_accuracy_plot_names_each_run_once_on_whole_epochs(tmp_path):
     for name, epochs, rate in (('long', 20, 0.05), ('short', 4, 0.05), ('faster', 20, 0.1)):
         write_run(tmp_path / name, objective='ce', loss={'name': 'ce'}, connector=None, teacher=None,
                   student='resnet20', dataset='digits', epochs=epochs, config={'optimizer.learning_rate': rate})
-    runs, _ = report.load_runs([str(tmp_path)])
-    figure = report.plot_accuracy(runs, [report.read_history(run.directory) for run in runs],
+    runs, _ = report_runs.load_runs([str(tmp_path)])
+    figure = report_tables.plot_accuracy(runs, [report_runs.read_history(run.directory) for run in runs],
                                   str(tmp_path / 'accuracy.png'))
     [legend] = figure.legends
     assert [text.get_text() for text in legend.get_texts()] == [
@@ -422,7 +422,7 @@ def test_the_table_plot_joins_each_seed_across_methods(tmp_path):
     column, broken where a method has not finished the seed (issue 36, item 8)."""
     table = write_table(tmp_path / 'table', {'ce': [72.5, 74.5, 71.0], 'kd': [73.0, 74.0, 72.0],
                                              'ijckd': [76.0, 75.5, None]})
-    figure = report.plot_table(*report.load_table(table), str(tmp_path / 'table.png'))
+    figure = report_tables.plot_table(*report_runs.load_table(table), str(tmp_path / 'table.png'))
     drawn = {line.get_gid(): line.get_xydata() for line in figure.axes[0].lines}
     offset = 0.08  # plot_table's spacing of the seeds in a column
     expected = {'seed 0': ([-offset, 1 - offset, 2 - offset], [72.5, 73.0, 76.0]),
@@ -446,3 +446,16 @@ def test_plotting_a_table_names_its_runs(tmp_path, capsys):
     assert not os.path.exists(os.path.join(table, 'theory.png'))
     assert plot.main([runs[0]]) == 0 and capsys.readouterr().out == (
         f"wrote {os.path.join(runs[0], 'theory.png')} (accuracy)\n")  # a run it names is plotted
+
+
+@pytest.mark.quick
+def test_dkds_published_numbers_are_keyed_by_the_beta_its_configs_train_with():
+    """mdistiller's DKD figures carry their yaml's β per pair: the β configs/cifar_dkd.py trains
+    each pair with, so that a DKD run finds its figure."""
+    from configs import cifar_dkd
+    from ijckd_jax.report.published import MDISTILLER_DKD_TOP1, PAPER_CIFAR100_TOP1, paper_key
+
+    for pair, (top1, _) in MDISTILLER_DKD_TOP1.items():
+        config = cifar_dkd.get_config(pair)
+        changes = report_runs.setting_changes('dkd', config.loss.to_dict())
+        assert PAPER_CIFAR100_TOP1[paper_key('dkd', *pair.split('-'), **dict(changes))] == top1

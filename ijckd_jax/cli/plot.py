@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 
-from ijckd_jax.report import ReportError
+from ijckd_jax.report.runs import ReportError
 from ijckd_jax.run_plot import plot_run
 
 

@@ -18,7 +18,7 @@ method is ahead. --plot then draws each seed's best top-1 and the mean, one colu
 import argparse
 import sys
 
-from ijckd_jax import report
+from ijckd_jax.report import runs as report_runs, tables as report_tables
 
 
 def parse_arguments(argv):
@@ -36,20 +36,20 @@ def parse_arguments(argv):
 def main(argv=None):
     arguments = parse_arguments(argv)
     try:
-        if len(arguments.run_directories) == 1 and report.is_table_directory(arguments.run_directories[0]):
+        if len(arguments.run_directories) == 1 and report_runs.is_table_directory(arguments.run_directories[0]):
             return report_table(arguments)
         if arguments.baseline:
-            raise report.ReportError('--baseline compares the methods of a comparison table; pass one table\'s '
+            raise report_runs.ReportError('--baseline compares the methods of a comparison table; pass one table\'s '
                                      'workdir (it holds table.json).')
-        runs, left_out = report.load_runs(arguments.run_directories)
-        histories = [report.read_history(run.directory) for run in runs] if arguments.plot else None
+        runs, left_out = report_runs.load_runs(arguments.run_directories)
+        histories = [report_runs.read_history(run.directory) for run in runs] if arguments.plot else None
         for line in left_out:
             print(f'warning: {line}', file=sys.stderr)
-        print(report.format_table(report.summarize_settings(runs)))
+        print(report_tables.format_table(report_tables.summarize_settings(runs)))
         if arguments.plot:
-            report.plot_accuracy(runs, histories, arguments.plot)
+            report_tables.plot_accuracy(runs, histories, arguments.plot)
             print(f'wrote {arguments.plot}', file=sys.stderr)
-    except report.ReportError as error:
+    except report_runs.ReportError as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
     return 0
@@ -58,13 +58,13 @@ def main(argv=None):
 
 def report_table(arguments):
     """The table view of one comparison table's workdir."""
-    methods, seeds, runs = report.load_table(arguments.run_directories[0])
+    methods, seeds, runs = report_runs.load_table(arguments.run_directories[0])
     baseline = arguments.baseline or ('kd' if 'kd' in methods else None)
     if baseline is not None and baseline not in methods:
-        raise report.ReportError(f"--baseline {baseline} is not a method of this table; its methods: "
+        raise report_runs.ReportError(f"--baseline {baseline} is not a method of this table; its methods: "
                                  f"{', '.join(methods)}.")
-    print(report.format_table_rows(report.summarize_table(methods, seeds, runs, baseline), baseline))
+    print(report_tables.format_table_rows(report_tables.summarize_table(methods, seeds, runs, baseline), baseline))
     if arguments.plot:
-        report.plot_table(methods, seeds, runs, arguments.plot)
+        report_tables.plot_table(methods, seeds, runs, arguments.plot)
         print(f'wrote {arguments.plot}', file=sys.stderr)
     return 0

@@ -13,7 +13,7 @@ import os
 import sys
 
 from ijckd_jax import teachers
-from ijckd_jax.report import markdown
+from ijckd_jax.report.tables import markdown
 
 
 def parse_arguments(argv):

@@ -72,7 +72,7 @@ def train_validated(config, runs, workdir):
     mesh = Mesh()
     device_split = place_training_data(config, pipeline, mesh)
     examples = split_size(device_split)
-    check_examples(runs, examples, config)
+    check_memory_banks(runs, examples, config)
     if config.seeds and jax.default_backend() == 'cpu' and config.seeds_vectorized == 'vmap':
         logging.warning('Seeds vmapped on a CPU are slower than one after another (5 seeds took 15x one '
                         "seed's step: bench/RESULTS.md); consider --config.seeds_vectorized=in_turn.")
@@ -106,7 +106,7 @@ def remove_if_nothing_kept(runs, new_directories):
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def check_examples(runs, examples, config):
+def check_memory_banks(runs, examples, config):
     """Runs whose objective indexes the training split (CRD) have it on the devices, of the
     size their memory bank was made for."""
     warned = set()
@@ -138,7 +138,7 @@ def train_in_workdirs(config, runs, pipeline, device_split, mesh, teacher_variab
                                    split_size(device_split))
     runs = [run._replace(manager=checkpoints.checkpoint_manager(run.workdir, config.checkpoints_to_keep))
             for run in runs]
-    state = restore(runs, experiment.state, mesh)  # a checkpoint that cannot be read stops the run here
+    state = restore_runs(runs, experiment.state, mesh)  # a checkpoint that cannot be read stops the run here
     runs = [run._replace(writer=create_writer(run.workdir, just_logging=jax.process_index() > 0)) for run in runs]
     try:
         if state is None:
@@ -173,7 +173,7 @@ def current_step(state):
     return int(np.ravel(jax.device_get(step_count(state)))[0])
 
 
-def restore(runs, state, mesh):
+def restore_runs(runs, state, mesh):
     """The runs' latest common checkpoint, restored into the structure and shardings of
     `state`; None when there is none. A later one that a kill left in some of the runs trained
     together only is removed (it is recomputed exactly)."""

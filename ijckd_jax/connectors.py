@@ -2,10 +2,8 @@
 import difflib
 from typing import Any
 
-import jax
-import jax.numpy as jnp
-import numpy as np
 import flax.linen as nn
+import jax.numpy as jnp
 
 from ijckd_jax.models.layers import BatchNorm, conv
 
@@ -17,45 +15,6 @@ def check_connector_name(name: str) -> None:
         close = difflib.get_close_matches(str(name), CONNECTORS, n=1, cutoff=0.6)
         hint = f" Did you mean '{close[0]}'?" if close else ''
         raise ValueError(f"Unknown connector '{name}';{hint} valid connectors: {', '.join(CONNECTORS)}.")
-
-
-def pooling_matrix(inputs: int, outputs: int):
-    """[outputs, inputs]: F.adaptive_avg_pool2d along one axis, output i the mean of inputs
-    floor(i·inputs/outputs) to ceil((i + 1)·inputs/outputs) − 1."""
-    matrix = np.zeros((outputs, inputs), np.float32)
-    for index in range(outputs):
-        start, end = (index * inputs) // outputs, -(-(index + 1) * inputs // outputs)
-        matrix[index, start:end] = 1.0 / (end - start)
-    return matrix
-
-
-def adaptive_average_pool(features, height: int, width: int):
-    """F.adaptive_avg_pool2d(features, (height, width)) of an NHWC map, summed in float32 and
-    returned in the map's dtype: a block mean where the sizes divide, else PyTorch's
-    overlapping windows (a matrix product)."""
-    batch, in_height, in_width, channels = features.shape
-    if (in_height, in_width) == (height, width):
-        return features
-    if in_height % height == 0 and in_width % width == 0:
-        blocks = features.reshape(batch, height, in_height // height, width, in_width // width, channels)
-        return blocks.mean(axis=(2, 4), dtype=jnp.float32).astype(features.dtype)
-    pooled = jnp.einsum('ih,jw,nhwc->nijc', pooling_matrix(in_height, height), pooling_matrix(in_width, width),
-                        features.astype(jnp.float32), precision=jax.lax.Precision.HIGHEST)
-    return pooled.astype(features.dtype)
-
-
-def average_pool_to(features, size: int):
-    """A map pooled to size×size, as SimKD aligns maps of different sizes."""
-    return adaptive_average_pool(features, size, size)
-
-
-def pool_to_smaller(first, second):
-    """The map of the larger height pooled to the other's height×height, the other unchanged,
-    as RepDistiller's at_loss and VIDLoss and SimKD's forward align two maps."""
-    first_height, second_height = first.shape[1], second.shape[1]
-    if first_height > second_height:
-        return average_pool_to(first, second_height), second
-    return first, average_pool_to(second, first_height)
 
 
 class Connector(nn.Module):

@@ -16,12 +16,12 @@ from typing import Dict, NamedTuple, Tuple
 import numpy as np
 from flax import traverse_util
 
-from ijckd_jax.deploy import ARTIFACT, DESCRIPTION, ONNX
-from ijckd_jax.frozen_model import METADATA, VARIABLES
+from ijckd_jax.frozen_model import ARTIFACT, DESCRIPTION, METADATA, ONNX, VARIABLES, FrozenModel, save_frozen_model
 from ijckd_jax.models import (IMAGENET_MODELS, MODELS, abstract_variables, check_model_name, create_model,
                               default_image_size)
 
 IGNORED_SUFFIX = '.num_batches_tracked'
+TOLERANCE = 1e-4  # largest |Δ logit| --verify allows between PyTorch and Flax
 WRAPPER_KEYS = ('model', 'state_dict', 'model_state_dict')
 
 EXPECTED = 'the converter reads a PyTorch checkpoint, a .pth/.pt file that torch.save wrote'
@@ -367,3 +367,24 @@ def largest_logit_difference(state_dict, model_name, variables, batch_size=4, se
     flax_model = create_model(model_name, num_classes)
     flax_logits = flax_model.apply(variables, np.transpose(images, (0, 2, 3, 1))).logits
     return float(np.abs(np.asarray(flax_logits) - torch_logits).max())
+
+
+def convert_checkpoint(checkpoint, out, arch=None, num_classes=None, verify=False, allow_pickle=False, record=None):
+    """Writes the saved Flax model of a PyTorch checkpoint to `out`, printing what matched and,
+    with `verify`, the largest logit difference, which model.json records beside `record`."""
+    if arch:
+        check_model_name(arch)
+    state_dict = read_torch_checkpoint(checkpoint, allow_pickle)
+    model_name = arch or infer_model_name(checkpoint, state_dict)
+    variables = convert_state_dict(state_dict, model_name, num_classes)
+    num_classes = infer_num_classes(state_dict, model_name)
+    print(f'{checkpoint}: {len(state_dict)} entries match {model_name} with {num_classes} classes.')
+    record = dict(record or {})
+    if verify:
+        difference = largest_logit_difference(state_dict, model_name, variables)
+        print(f'largest absolute logit difference, PyTorch vs Flax: {difference:.3e}')
+        if not difference <= TOLERANCE:
+            raise ConversionError(f'Verification failed: {difference:.3e} > {TOLERANCE}.')
+        record['verify_max_abs_logit_difference'] = difference
+    save_frozen_model(out, FrozenModel(model_name, num_classes, variables), source=os.path.abspath(checkpoint),
+                      record=record)

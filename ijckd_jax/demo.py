@@ -8,15 +8,15 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from ijckd_jax.report import runs as report_runs, tables as report_tables
 from ijckd_jax.config import named, validate_config
 from ijckd_jax.data.pipeline import load_split
-from ijckd_jax.deploy import ARTIFACT
 from ijckd_jax.deploy.artifact import call_artifact, export_run
 from ijckd_jax.deploy.cost import latency
 from ijckd_jax.errors import ConfigError
+from ijckd_jax.frozen_model import ARTIFACT
 from ijckd_jax.models import check_model_name
 from ijckd_jax.objectives import get_objective, resolve_settings
+from ijckd_jax.report import runs as report_runs, tables as report_tables
 from ijckd_jax.training.layout import split_methods, table_config
 from ijckd_jax.training.loop import train_and_evaluate
 

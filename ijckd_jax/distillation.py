@@ -11,9 +11,9 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
-from ijckd_jax.connectors import Connector, average_pool_to, check_connector_name
+from ijckd_jax.connectors import Connector, check_connector_name
 from ijckd_jax.models import ImageClassifier, create_model
-from ijckd_jax.models.layers import global_average_pool, torch_linear_init
+from ijckd_jax.models.layers import average_pool_to, global_average_pool, torch_linear_init
 from ijckd_jax.objectives import DistillationOutputs, Objective, get_objective, resolve_settings
 
 

@@ -20,6 +20,11 @@ from ijckd_jax.restoring import restoring
 
 METADATA = 'model.json'
 VARIABLES = 'variables'
+# The files of a shipped model's directory (tools/export_student.py): the jax.export file, the
+# ONNX file and what they are, read by tools/predict.py and recognised by the converter.
+ARTIFACT = 'model.jax'
+ONNX = 'model.onnx'
+DESCRIPTION = 'model.json'
 TRAINING_DATA = ('dataset', 'image_size', 'mean', 'std')  # what model.json records of a trained model's data
 
 

@@ -269,8 +269,7 @@ def converted_teacher(teacher):
     """CACHE/SOURCE/NAME/converted: the teacher as a saved Flax model, downloaded and converted
     the first time (with the converter's --verify where PyTorch is installed, its figure
     recorded in model.json), by one process at a time."""
-    from ijckd_jax.cli.convert import convert_checkpoint
-    from ijckd_jax.convert import ConversionError
+    from ijckd_jax.convert import ConversionError, convert_checkpoint
 
     directory = converted_directory(teacher)
     if cached_state(teacher) == 'converted':

@@ -6,7 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ijckd_jax.connectors import Connector, average_pool_to
+from ijckd_jax.connectors import Connector
+from ijckd_jax.models.layers import average_pool_to
 from ijckd_jax.convert import state_dict_to_variables
 
 pytestmark = pytest.mark.quick  # every test of this file is in the quick tier

@@ -19,10 +19,10 @@ from conftest import EXAMPLES
 from ijckd_jax.cli import export as export_command
 from ijckd_jax.cli import predict as predict_command
 from ijckd_jax.data.pipeline import load_split
-from ijckd_jax.deploy import ARTIFACT, DESCRIPTION, ONNX
 from ijckd_jax.deploy.artifact import call_artifact, call_onnx, export_onnx
 from ijckd_jax.deploy.fold import fold_batch_norm, folded, trace_pairs
 from ijckd_jax.deploy.trained import run_config
+from ijckd_jax.frozen_model import ARTIFACT, DESCRIPTION, ONNX
 from ijckd_jax.models import create_model
 
 # Pre-activation blocks read a BatchNorm after a residual sum: kept as scale and shift.

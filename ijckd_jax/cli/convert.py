@@ -17,11 +17,6 @@ import sys
 
 from ijckd_jax import convert, teachers
 from ijckd_jax.errors import RunError
-from ijckd_jax.frozen_model import FrozenModel, save_frozen_model
-from ijckd_jax.models import check_model_name
-
-TOLERANCE = 1e-4
-
 
 def parse_arguments(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -32,31 +27,10 @@ def parse_arguments(argv):
     parser.add_argument('--num-classes', type=int,
                         help="class count; read from the classifier's shape if omitted")
     parser.add_argument('--verify', action='store_true', help='run PyTorch and Flax on one random batch; fail if '
-                        f'the logits differ by more than {TOLERANCE}')
+                        f'the logits differ by more than {convert.TOLERANCE}')
     parser.add_argument('--allow-pickle', action='store_true',
                         help='let torch.load unpickle arbitrary objects (only for files you trust)')
     return parser.parse_args(argv)
-
-
-def convert_checkpoint(checkpoint, out, arch=None, num_classes=None, verify=False, allow_pickle=False, record=None):
-    """Writes the saved Flax model of a PyTorch checkpoint to `out`, printing what matched and,
-    with `verify`, the largest logit difference, which model.json records beside `record`."""
-    if arch:
-        check_model_name(arch)
-    state_dict = convert.read_torch_checkpoint(checkpoint, allow_pickle)
-    model_name = arch or convert.infer_model_name(checkpoint, state_dict)
-    variables = convert.convert_state_dict(state_dict, model_name, num_classes)
-    num_classes = convert.infer_num_classes(state_dict, model_name)
-    print(f'{checkpoint}: {len(state_dict)} entries match {model_name} with {num_classes} classes.')
-    record = dict(record or {})
-    if verify:
-        difference = convert.largest_logit_difference(state_dict, model_name, variables)
-        print(f'largest absolute logit difference, PyTorch vs Flax: {difference:.3e}')
-        if not difference <= TOLERANCE:
-            raise convert.ConversionError(f'Verification failed: {difference:.3e} > {TOLERANCE}.')
-        record['verify_max_abs_logit_difference'] = difference
-    save_frozen_model(out, FrozenModel(model_name, num_classes, variables), source=os.path.abspath(checkpoint),
-                      record=record)
 
 
 def main(argv=None):
@@ -70,8 +44,8 @@ def main(argv=None):
             checkpoint = teachers.fetch_checkpoint(teacher)
             arch, num_classes = arch or teacher.model, num_classes or teacher.num_classes
             record = {'teacher': teacher.name, 'url': teacher.url}
-        convert_checkpoint(checkpoint, arguments.out, arch, num_classes, arguments.verify, arguments.allow_pickle,
-                           record)
+        convert.convert_checkpoint(checkpoint, arguments.out, arch, num_classes, arguments.verify,
+                                   arguments.allow_pickle, record)
     except (convert.ConversionError, ValueError, FileExistsError, RunError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 1

@@ -21,7 +21,7 @@ from PIL import Image
 
 from ijckd_jax.data.folders import to_rgb
 from ijckd_jax.data.stream import resize_and_center_crop
-from ijckd_jax.deploy import ARTIFACT, DESCRIPTION
+from ijckd_jax.frozen_model import ARTIFACT, DESCRIPTION
 
 EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp')
 LARGEST_WHOLE_IMAGE = 64  # pixels: up to this input size an image is resized whole

@@ -27,12 +27,12 @@ from ijckd_jax import files
 from ijckd_jax.data import stream
 from ijckd_jax.data.folders import class_names as folder_classes, is_image_folder
 from ijckd_jax.data.pipeline import in_memory, load_split
-from ijckd_jax.deploy import ARTIFACT, DESCRIPTION, ONNX
 from ijckd_jax.deploy.cost import count_macs, count_parameters
 from ijckd_jax.deploy.inference import deployed_model, deployed_variables, fold, predict
 from ijckd_jax.deploy.trained import load_trained_run
 from ijckd_jax.distillation import evaluation_logits, forward
 from ijckd_jax.errors import RunError
+from ijckd_jax.frozen_model import ARTIFACT, DESCRIPTION, ONNX
 from ijckd_jax.objectives import get_objective
 from ijckd_jax.training.steps import normalize
 

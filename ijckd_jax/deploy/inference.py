@@ -11,10 +11,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ijckd_jax.connectors import average_pool_to
 from ijckd_jax.deploy.fold import fold_batch_norm, folded, trace_pairs
 from ijckd_jax.distillation import Distiller, feature_shape
-from ijckd_jax.models.layers import global_average_pool
+from ijckd_jax.models.layers import average_pool_to, global_average_pool
 from ijckd_jax.objectives import get_objective
 from ijckd_jax.training.steps import normalize
 

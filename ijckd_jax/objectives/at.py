@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ijckd_jax.connectors import pool_to_smaller
+from ijckd_jax.models.layers import pool_to_smaller
 from ijckd_jax.objectives import Objective
 from ijckd_jax.objectives.losses import CLASSIFICATION_DEFAULTS, check_temperature, classification_terms, total
 

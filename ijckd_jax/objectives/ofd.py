@@ -54,8 +54,7 @@ import flax.linen as nn
 from jax.scipy.special import erfcx
 from jax.scipy.stats import norm
 
-from ijckd_jax.connectors import adaptive_average_pool
-from ijckd_jax.models.layers import BatchNorm, conv
+from ijckd_jax.models.layers import BatchNorm, adaptive_average_pool, conv
 from ijckd_jax.objectives import Objective
 from ijckd_jax.objectives.losses import cross_entropy, total
 

@@ -16,8 +16,7 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
-from ijckd_jax.connectors import pool_to_smaller
-from ijckd_jax.models.layers import Conv2d, torch_conv_init
+from ijckd_jax.models.layers import Conv2d, pool_to_smaller, torch_conv_init
 from ijckd_jax.objectives import Objective
 from ijckd_jax.objectives.losses import CLASSIFICATION_DEFAULTS, check_temperature, classification_terms, total
 

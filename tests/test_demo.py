@@ -31,7 +31,7 @@ def test_demo_trains_the_teacher_then_each_student_and_prints_the_table(tmp_path
     # docs/demo.md's count of the demo's log lines: one per epoch of its two runs (the teacher's,
     # the students' table), and the rest, which does not grow with the epochs.
     logged = [record for record in caplog.records if record.name == 'absl' and 'orbax' not in record.pathname]
-    stated = re.search(r'its log (\d+) lines: (\d+) and one per epoch of each of its two runs', ' '.join(
+    stated = re.search(r'its own log is (\d+) lines: (\d+) and one per epoch of each of its two runs', ' '.join(
         open(os.path.join(REPOSITORY, 'docs', 'demo.md')).read().split()))
     assert (int(stated[1]), int(stated[2])) == (len(logged) - 2 + 2 * demo.get_config().num_epochs, len(logged) - 2), \
         [record.getMessage() for record in logged]

@@ -46,9 +46,9 @@ compare_classifier_weights_over_seeds = jax.jit(jax.vmap(classifier_comparison, 
 
 
 def train_and_evaluate(config, workdir):
-    """Trains the student of `config`, evaluating every epoch; returns the summary (for
-    config.seeds, one summary per seed, each run in workdir/seed_{seed}; for a table, one per
-    row × seed, row by row)."""
+    """Trains the student of `config`, evaluating every epoch; returns the summary of a run
+    alone (in `workdir` itself), else a list: for config.seeds, one summary per seed, each run
+    in workdir/seed_{seed}; for a table, even of one row, one per row × seed, row by row."""
     if config.distributed:
         initialize_distributed(config)
     validate(config, jax.device_count())
@@ -61,7 +61,7 @@ def train_and_evaluate(config, workdir):
     logging.info(describe_compilation_cache())
     with matmul_precision(config.matmul_precision):
         summaries = train_validated(config, runs, workdir)
-    return summaries if len(runs) > 1 or runs[0].position is not None else summaries[0]
+    return summaries[0] if [run.workdir for run in runs] == [workdir] else summaries
 
 
 def train_validated(config, runs, workdir):

@@ -191,8 +191,8 @@ def runs_of(config, workdir):
 
 
 def loss_field(config, row):
-    """Where a row's loss settings are set: 'loss', or a table's 'method_settings.ROW.loss'."""
-    return f'method_settings.{row}.loss' if is_table(config) else 'loss'
+    """Where a row's loss settings are set: 'loss', or a table's 'method_settings.METHOD.loss'."""
+    return f"method_settings.{row.partition('@')[0]}.loss" if is_table(config) else 'loss'
 
 
 def validate(config, device_count):

@@ -15,7 +15,7 @@ from ijckd_jax.config import validate_config
 from ijckd_jax.errors import DataUnavailable
 from ijckd_jax.distillation import build_distiller, forward, init_trainable
 from ijckd_jax.objectives import Examples, get_objective, loss_overrides, resolve_settings
-from ijckd_jax.training.layout import is_table, rows_of, validate_table
+from ijckd_jax.training.layout import is_table, rows_of, validate
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The config files main.py takes; configs/common.py and __init__.py are what they share.
@@ -82,7 +82,7 @@ def test_variant_builds_and_shapes_agree(file, variant, tmp_path):
     config = load(os.path.join(REPOSITORY, 'configs', file)).get_config(variant)
     if is_table(config):
         config.teacher.checkpoint = placeholder_teacher(tmp_path / 'teacher', config)
-        validate_table(config, device_count=1)
+        validate(config, device_count=1)
         for method_config in rows_of(config).values():
             check_shapes(method_config)
         return

@@ -27,7 +27,7 @@ TABLE_FIELDS = ('methods', 'method_settings')
 
 # What a comparison table's methods keep of their own: the rest of their configs is shared.
 OWN_FIELDS = ('loss', 'connector', 'teacher')
-# What a row of a table may set of its method's own (METHOD@FIELD=VALUE).
+# What a method of a table keeps in method_settings, and what a row may set of it (METHOD@FIELD=VALUE).
 ROW_FIELDS = ('loss', 'connector')
 
 
@@ -51,7 +51,7 @@ def table_config(configs, methods):
     if len(set(teachers.values())) > 1:
         raise ConfigError(f'The table shares its teacher, but its methods\' configs give {teachers}.')
     table = configs[first].copy_and_resolve_references()
-    for key in ('loss', 'connector'):
+    for key in ROW_FIELDS:
         del table[key]
     if teachers:
         table.teacher.model, table.teacher.checkpoint = next(iter(teachers.values()))
@@ -61,8 +61,7 @@ def table_config(configs, methods):
     # Each method's own loss and connector, as its config file gives them; change one with e.g.
     # --config.method_settings.ijckd.loss.alpha_ce=0.5.
     table.method_settings = ml_collections.ConfigDict(
-        {method: dict(loss=config.loss.to_dict(), connector=config.connector.to_dict())
-         for method, config in configs.items()})
+        {method: {key: config[key].to_dict() for key in ROW_FIELDS} for method, config in configs.items()})
     # The table's seeds in turn on a CPU, vmapped on accelerators (base_config says why).
     table.seeds_vectorized = 'auto'
     return table
@@ -73,8 +72,12 @@ def is_table(config):
 
 
 def method_names(config):
-    """config.methods, 'ce,kd,ijckd', as a list of names."""
-    return split_methods(config.methods, 'methods')
+    """config.methods, 'ce,kd,ijckd', as a list of names: at least one."""
+    names = split_methods(config.methods, 'methods')
+    if not names:
+        raise ConfigError(f"config.methods={config.methods!r} names no method; name some of: "
+                          f"{', '.join(config.method_settings)}.")
+    return names
 
 
 def split_methods(text, field):
@@ -89,19 +92,6 @@ def split_methods(text, field):
         raise ConfigError(f"config.{field}={text!r} names {', '.join(repeated)} twice; each method is "
                           'one column of the table.')
     return names
-
-
-def validate_table(table, device_count):
-    """Every check of a table that can fail before any work: its rows' methods known, their
-    overrides fields of theirs with values of the fields' kinds, no row twice, and each row's
-    config valid as a run alone with the table's seeds (its teacher there)."""
-    names = method_names(table)
-    known = ', '.join(table.method_settings)
-    if not names:
-        raise ConfigError(f'config.methods={table.methods!r} names no method; name some of: {known}.')
-    for config in [method_config(table, name) for name in names]:  # every row parsed before any is checked
-        config.seeds = table.seeds
-        validate_config(config, device_count)
 
 
 def parse_row(table, row):
@@ -154,9 +144,8 @@ def method_config(table, row):
     config.unlock()  # main.py's config flag locks the table
     for name in TABLE_FIELDS:
         del config[name]
-    settings = table.method_settings[method]
-    config.loss = settings.loss.copy_and_resolve_references()
-    config.connector = settings.connector.copy_and_resolve_references()
+    for key in ROW_FIELDS:
+        config[key] = table.method_settings[method][key].copy_and_resolve_references()
     for field, text in overrides:
         override(config, row, field, text)
     config.seeds = ()
@@ -192,15 +181,17 @@ def runs_of(config, workdir):
 
 def loss_field(config, row):
     """Where a row's loss settings are set: 'loss', or a table's 'method_settings.METHOD.loss'."""
-    return f"method_settings.{row.partition('@')[0]}.loss" if is_table(config) else 'loss'
+    return f'method_settings.{parse_row(config, row)[0]}.loss' if is_table(config) else 'loss'
 
 
 def validate(config, device_count):
-    """Every check of a run alone or a table that can fail before any work."""
-    if is_table(config):
-        validate_table(config, device_count)
-    else:
-        validate_config(config, device_count)
+    """Every check of a run alone or a table that can fail before any work: a table's rows
+    (methods known, overrides fields of theirs with values of the fields' kinds, no row twice)
+    all parsed before any is checked, then each row's config valid as a run alone with the
+    config's seeds (its teacher there)."""
+    for row_config in rows_of(config).values():
+        row_config.seeds = config.seeds
+        validate_config(row_config, device_count)
 
 
 def check_layout(workdir, config):

@@ -82,8 +82,6 @@ def test_folding_batch_norm_keeps_every_kind_of_block_of_the_zoo_within_1e_5(nam
     np.testing.assert_allclose(result, reference, rtol=1e-5, atol=1e-5 * scale)
 
 
-
-
 @pytest.mark.parametrize('name', [pytest.param(name, marks=pytest.mark.quick) if name == 'resnet8' else name
                                   for name in ONNX_MODELS])
 def test_the_onnx_export_of_every_kind_of_layer_in_the_zoo_runs_in_onnxruntime(name):

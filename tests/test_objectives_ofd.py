@@ -182,7 +182,6 @@ def test_ofd_loss_matches_mdistillers_on_maps_of_other_sizes(kernel_size):
     jax.tree.map(close, parameter_gradients, expected)
 
 
-
 def test_ofd_on_real_networks_matches_mdistillers_forward_train():
     """resnet8x4 → resnet8 at 32×32, a batch of 8, converted from PyTorch: one jitted forward of
     both networks (the student in training mode, the teacher in eval mode) and the loss's

@@ -18,6 +18,7 @@ import sys
 from ijckd_jax import convert, teachers
 from ijckd_jax.errors import RunError
 
+
 def parse_arguments(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('checkpoint', help="the PyTorch .pth/.pt file, or a published teacher's name "

@@ -55,7 +55,6 @@ def main(argv=None):
     return 0
 
 
-
 def report_table(arguments):
     """The table view of one comparison table's workdir."""
     methods, seeds, runs = report_runs.load_table(arguments.run_directories[0])

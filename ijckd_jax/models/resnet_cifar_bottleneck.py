@@ -18,6 +18,7 @@ from ijckd_jax.models.base import ImageClassifier
 from ijckd_jax.models.layers import BatchNorm, conv, norm_affine
 from ijckd_jax.models.resnet_blocks import Bottleneck
 
+
 class BottleneckResNet(ImageClassifier):
     """A CIFAR ResNet of Bottleneck stages; `blocks` gives each stage's length."""
     blocks: tuple = (3, 4, 6, 3)

@@ -20,6 +20,7 @@ from ijckd_jax.models.layers import Conv2d, pool_to_smaller, torch_conv_init
 from ijckd_jax.objectives import Objective
 from ijckd_jax.objectives.losses import CLASSIFICATION_DEFAULTS, check_temperature, classification_terms, total
 
+
 class VariationalEstimator(nn.Module):
     """One VIDLoss: the mean μ(student map) and the variance σ² of the teacher's map."""
     teacher_channels: int

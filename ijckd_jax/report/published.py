@@ -2,9 +2,11 @@
 baselines' from the code their numbers come from (RepDistiller's and mdistiller's READMEs).
 Data, keyed by exactly the setting each was measured with."""
 
+
 def paper_key(objective, teacher, student, connector=None, **changes):
     """The key of PAPER_CIFAR100_TOP1 for an objective's run with `changes` to its defaults."""
     return objective, tuple(sorted(changes.items())), connector, teacher, student
+
 
 R32X4, R8X4, WRN402, WRN401 = 'resnet32x4', 'resnet8x4', 'wrn_40_2', 'wrn_40_1'
 
@@ -92,6 +94,7 @@ PAPER_CIFAR100_TOP1 = {
     # DKD with mdistiller's per-pair β: mdistiller's README.
     **{paper_key('dkd', *pair.split('-'), **settings): top1 for pair, (top1, settings) in MDISTILLER_DKD_TOP1.items()},
 }
+
 
 def paper_top1(setting):
     """The published CIFAR-100 top-1 of exactly this setting, or None."""

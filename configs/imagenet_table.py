@@ -8,7 +8,7 @@ teacher's forward computed once for all of them.
 Every method trains under the recipe of configs/imagenet_ijckd.py's protocol (paper: batch
 512, learning rate 0.2, 120 epochs), so that the table is one paired comparison; IJCKD with the
 1×1-3×3-1×1 connector, AT, WSLD and DKD with their sources' ImageNet settings
-(configs/common.py IMAGENET_SETTINGS), KD and SRRL with their own defaults (configs/cifar_kd.py, configs/cifar_srrl.py).
+(configs/common.py IMAGENET_SETTINGS), KD and SRRL with their own defaults (ijckd_jax/objectives/).
 The other rows of the paper's Table 5 come from those methods' own papers and recipes
 (docs/fidelity.md). Variants: Table 5's pairs, with
 protocol=paper|authors_code; --config.methods may also name simkd.

@@ -137,7 +137,7 @@ def check_data(config):
 
 
 # Where a run on the digits misses their data block: one setting of a CIFAR config's variant sets it whole.
-DIGITS_FIX = ('add data=digits to a CIFAR config\'s variant (e.g. --config configs/cifar_kd.py:resnet20-resnet8,'
+DIGITS_FIX = ('add data=digits to a CIFAR config\'s variant (e.g. --config configs/cifar.py:kd,resnet20-resnet8,'
               'data=digits), which sets the digits\' classes, image size and normalisation together')
 
 
@@ -233,7 +233,7 @@ def check_teacher_data(config, saved, data):
     # An image folder is named by a path, relative to where each run started: its classes are
     # checked (check_teacher_serves_folder), not its name.
     if data['dataset'] != config.data.dataset and not is_image_folder(config.data.dataset):
-        how = (f"add data={data['dataset']} to a CIFAR config's variant (e.g. --config configs/cifar_kd.py:"
+        how = (f"add data={data['dataset']} to a CIFAR config's variant (e.g. --config configs/cifar.py:kd,"
                f"{model}-resnet8,data={data['dataset']}), which sets its classes, image size and normalisation"
                if data['dataset'] in ('cifar10', 'cifar100', 'digits') else
                f"pass --config.data.dataset={data['dataset']} --config.data.num_classes={classes} "

@@ -15,7 +15,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from configs import cifar_kd, cifar_table, cifar_teacher, demo
+from configs import cifar, cifar_table, cifar_teacher, demo
 from conftest import EXAMPLES, REPOSITORY, run_main
 from ijckd_jax import files
 from ijckd_jax.config import validate_config
@@ -76,7 +76,11 @@ def test_a_bad_value_is_one_line_before_any_work(setting, expected, tmp_path):
 
 @pytest.mark.parametrize('config_argument, setting, expected', [
     ('configs/nope.py', '--config.seed=0', "error: --config {repository}/configs/nope.py: no such file. This "
-                                           "project's config files are configs/{{cifar_at.py,cifar_crd.py,"),
+                                           "project's config files are configs/{{cifar.py,cifar_ijckd.py,"),
+    # A former one-method file: its method is a row of configs/cifar.py (or imagenet.py).
+    ('configs/cifar_kd.py:resnet56-resnet20', '--config.seed=0',
+     'error: --config {repository}/configs/cifar_kd.py: no such file. Each method is a row of one file now: '
+     '--config {repository}/configs/cifar.py:kd,resnet56-resnet20.'),
     ('configs/cifar_ijkd.py', '--config.seed=0', 'error: --config {repository}/configs/cifar_ijkd.py: no such '
                                                  'file. Did you mean {repository}/configs/cifar_ijckd.py?'),
     ('{tmp_path}/broken.py', '--config.seed=0', "error: --config {tmp_path}/broken.py does not import: "
@@ -127,24 +131,24 @@ def test_seeds_trained_together_are_checked_before_any_work(seeds, on_device, ex
 
 
 @pytest.mark.quick
-@pytest.mark.parametrize('file, variant, fields, expected', [
-    ('cifar_fitnet.py', 'resnet8x4-resnet8,hint_layer=7', {},
+@pytest.mark.parametrize('variant, fields, expected', [
+    ('fitnet,resnet8x4-resnet8,hint_layer=7', {},
      r'config.loss: FitNet hint_layer=7: the student exposes 4 intermediate maps \(hint_layer 0 to 3\).'),
-    ('cifar_vid.py', 'ResNet50-resnet8', {}, 'config.loss: VID pairs the intermediate maps of student and '
+    ('vid,ResNet50-resnet8', {}, 'config.loss: VID pairs the intermediate maps of student and '
                                              'teacher, but the student exposes 4 and the teacher 5'),
-    ('cifar_crd.py', 'resnet8x4-resnet8', {'on_device': False},
+    ('crd,resnet8x4-resnet8', {'on_device': False},
      "config.loss.name='crd' keeps a memory bank indexed by each example's position in the training split"),
-    ('cifar_dkd.py', 'resnet8x4-resnet8', {'loss.beta': -1.0},
+    ('dkd,resnet8x4-resnet8', {'loss.beta': -1.0},
      r"config.loss: Setting beta=-1.0 of objective 'dkd' must be a finite number ≥ 0."),
-    ('cifar_pkt.py', 'resnet8x4-resnet8', {'loss.temperature': 0.0}, 'config.loss: The KD temperature must be > 0'),
-    ('cifar_crd.py', 'resnet8x4-resnet8', {'loss.negatives': 0},
+    ('pkt,resnet8x4-resnet8', {'loss.temperature': 0.0}, 'config.loss: The KD temperature must be > 0'),
+    ('crd,resnet8x4-resnet8', {'loss.negatives': 0},
      "config.loss: CRD's negatives must be a whole number ≥ 1, got 0."),
 ])
-def test_a_methods_setting_or_maps_it_cannot_use_are_refused_before_any_work(file, variant, fields, expected):
+def test_a_methods_setting_or_maps_it_cannot_use_are_refused_before_any_work(variant, fields, expected):
     """A setting of the wrong sign or kind, FitNet's hint layer or VID's stages that the pair's
     models do not have, CRD without the split on the devices: one line (main.py prints the
     ConfigError), from the config alone."""
-    config = importlib.import_module(f'configs.{file[:-3]}').get_config(variant)
+    config = cifar.get_config(variant)
     for field, value in fields.items():
         if field == 'on_device':
             config.data.on_device = value
@@ -193,7 +197,7 @@ def test_a_workdir_that_cannot_be_a_directory_is_refused_before_any_work(tmp_pat
 
 def test_a_teacher_of_another_model_or_damaged_is_one_line_and_writes_nothing(teacher, tmp_path):
     export = teacher[0] / 'export'
-    result = main(['--config', os.path.join(REPOSITORY, 'configs', 'cifar_kd.py:resnet14-resnet8'),
+    result = main(['--config', os.path.join(REPOSITORY, 'configs', 'cifar.py:kd,resnet14-resnet8'),
                    '--workdir', str(tmp_path / 'run'), f'--config.teacher.checkpoint={export}'], tmp_path)
     assert_one_error_line(result, f"error: config.teacher.checkpoint='{export}' holds resnet8 with 100 classes, "
                                   'but the config asks for resnet14 with 100 classes; pass '
@@ -201,7 +205,7 @@ def test_a_teacher_of_another_model_or_damaged_is_one_line_and_writes_nothing(te
     damaged = tmp_path / 'damaged'
     save_frozen_model(damaged, load_frozen_model(export))
     os.remove(damaged / 'variables' / '_METADATA')
-    result = run_main(['--config', os.path.join(REPOSITORY, 'configs', 'cifar_kd.py:resnet8-resnet8'),
+    result = run_main(['--config', os.path.join(REPOSITORY, 'configs', 'cifar.py:kd,resnet8-resnet8'),
                        '--workdir', str(tmp_path / 'run'), f'--config.teacher.checkpoint={damaged}',
                        '--config.global_batch_size=8', '--config.compilation_cache='], tmp_path)
     assert result.returncode == 1 and 'Traceback' not in result.stderr
@@ -252,7 +256,7 @@ def test_a_damaged_checkpoint_or_saved_model_is_one_line_with_nothing_after_it(t
     assert line.startswith(f'error: The checkpoint {run}/checkpoints/3 cannot be read (')
     assert line.endswith('; remove it to resume from the one before, or train in a new --workdir.')
     folder[1] = str(tmp_path / 'student')
-    result = main(['--config', os.path.join(REPOSITORY, 'configs', 'cifar_kd.py:resnet8-resnet8'), *folder,
+    result = main(['--config', os.path.join(REPOSITORY, 'configs', 'cifar.py:kd,resnet8-resnet8'), *folder,
                    f'--config.teacher.checkpoint={run}/export'], tmp_path, devices=4)
     line = error_after_log(result)
     assert line.startswith(f'error: {run}/export/variables cannot be read (')
@@ -397,7 +401,7 @@ def test_a_teacher_of_other_classes_than_the_folders_cannot_serve_it_whatever_nu
     root = write_folder(tmp_path / 'images', extras=False)
     variables = jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), abstract_variables('resnet8'))
     save_frozen_model(tmp_path / 'teacher', FrozenModel('resnet8', 100, variables))
-    config = cifar_kd.get_config('resnet8-resnet8')
+    config = cifar.get_config('kd,resnet8-resnet8')
     config.data.update(dict(dataset=str(root), num_classes=num_classes, image_size=8))
     config.teacher.checkpoint = str(tmp_path / 'teacher')
     with pytest.raises(ConfigError, match=re.escape(
@@ -537,7 +541,7 @@ def test_a_loss_that_explodes_stops_the_run_before_its_epoch_is_kept():
         watch.record({'ce': {'loss': float('nan')}})
 
 
-DIGITS_FIX = ("add data=digits to a CIFAR config's variant (e.g. --config configs/cifar_kd.py:resnet20-resnet8,"
+DIGITS_FIX = ("add data=digits to a CIFAR config's variant (e.g. --config configs/cifar.py:kd,resnet20-resnet8,"
               "data=digits), which sets the digits' classes, image size and normalisation together")
 
 
@@ -599,15 +603,15 @@ def test_a_teachers_record_leads_a_student_to_the_teachers_data(tmp_path):
     set, and following it validates (the old advice, num_classes=10, led to 'cifar100 has 100
     classes: pass num_classes=100', and round again)."""
     checkpoint = saved_teacher(tmp_path / 'teacher', data=DIGITS_RECORD)
-    config = cifar_kd.get_config('resnet20-resnet8')
+    config = cifar.get_config('kd,resnet20-resnet8')
     config.teacher.checkpoint = checkpoint
     with pytest.raises(ConfigError, match=re.escape(
             f"config.teacher.checkpoint='{checkpoint}' holds resnet20 trained on digits (10 classes, 16 pixels), but "
             "the config trains on cifar100: train the student on the teacher's data (add data=digits to a CIFAR "
-            "config's variant (e.g. --config configs/cifar_kd.py:resnet20-resnet8,data=digits), which sets its "
+            "config's variant (e.g. --config configs/cifar.py:kd,resnet20-resnet8,data=digits), which sets its "
             'classes, image size and normalisation), or pass a teacher of cifar100.')):
         validate_config(config, 4)
-    config = cifar_kd.get_config('resnet20-resnet8,data=digits')
+    config = cifar.get_config('kd,resnet20-resnet8,data=digits')
     config.teacher.checkpoint = checkpoint
     validate_config(config, 4)
     config.data.image_size = 32
@@ -621,7 +625,7 @@ def test_a_teachers_record_leads_a_student_to_the_teachers_data(tmp_path):
 @pytest.mark.quick
 def test_a_teacher_without_a_record_names_the_data_set_with_its_class_count(tmp_path):
     checkpoint = saved_teacher(tmp_path / 'teacher')
-    config = cifar_kd.get_config('resnet20-resnet8')
+    config = cifar.get_config('kd,resnet20-resnet8')
     config.teacher.checkpoint = checkpoint
     with pytest.raises(ConfigError, match=re.escape(
             f"config.teacher.checkpoint='{checkpoint}' holds resnet20 with 10 classes, but the config asks for "
@@ -634,7 +638,7 @@ def test_a_teacher_without_a_record_names_the_data_set_with_its_class_count(tmp_
 @pytest.mark.quick
 def test_a_teachers_run_directory_names_its_export(tmp_path):
     saved_teacher(tmp_path / 'teacher_digits' / 'export', data=DIGITS_RECORD)
-    config = cifar_kd.get_config('resnet20-resnet8,data=digits')
+    config = cifar.get_config('kd,resnet20-resnet8,data=digits')
     config.teacher.checkpoint = str(tmp_path / 'teacher_digits')
     with pytest.raises(ConfigError, match=re.escape(
             f"config.teacher.checkpoint='{tmp_path}/teacher_digits' is a training run's directory; the model it "
@@ -680,7 +684,7 @@ def test_crd_on_a_split_smaller_than_its_negatives_says_what_it_costs(tmp_path, 
 
     from ijckd_jax.training.loop import check_memory_banks
 
-    crd = SimpleNamespace(loss=cifar_kd.get_config().loss.__class__(dict(name='crd', negatives=16384)))
+    crd = SimpleNamespace(loss=cifar.get_config('kd').loss.__class__(dict(name='crd', negatives=16384)))
     runs = [Run(crd, str(tmp_path / 'crd' / f'seed_{seed}'), 'crd', seed) for seed in (0, 1)]
     with caplog.at_level('WARNING'):
         check_memory_banks(runs, 1437, cifar_table.get_config('resnet8-resnet8'))

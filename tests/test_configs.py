@@ -38,19 +38,24 @@ VARIANTS = [(os.path.basename(path), variant) for path in CONFIG_FILES
 def test_the_papers_experiments_are_all_variants():
     names = {name: [variant for file, variant in VARIANTS if file == name] for name, _ in VARIANTS}
     assert len(names['cifar_ijckd.py']) == 12 + 6 + 8 + 6  # Tables 1, 2, 3, 4
-    assert len(names['cifar_simkd.py']) == 12 + 6           # Tables 1, 2
-    assert len(names['cifar_srrl.py']) == len(names['cifar_kd.py']) == 12
-    assert len(names['cifar_teacher_classifier.py']) == 4   # Table 6
-    assert len(names['cifar_ijckd_joint.py']) == 2          # Table 7
+    methods = {}  # configs/cifar.py's variants of each method: METHOD,PAIR[,...]
+    for variant in names['cifar.py']:
+        method, _, pair = variant.partition(',')
+        methods.setdefault(method, []).append(pair)
+    pairs = methods['kd']  # Table 1's pairs: every method at once, and Tables 2-4's rows on each
+    assert len(pairs) == 12 and len(methods['simkd']) == 12 + 6  # Tables 1, 2
+    assert len(methods['ce_teacher_classifier']) == 4             # Table 6
+    assert len(methods['ijckd_joint']) == 2                       # Table 7
+    for method in ('fitnet', 'at', 'vid', 'rkd', 'pkt', 'ofd', 'crd', 'wsld', 'dkd', 'srrl'):  # Table 1's rows
+        assert methods[method] == pairs
+    assert names['cifar_ijckd.py'][:12] == pairs
     assert names['imagenet_ijckd.py'] == ['resnet34-resnet18', 'resnet50-MobileNetV1']  # Table 5
-    pairs = names['cifar_kd.py']  # Table 1's pairs: every method at once, and Tables 2-4's rows on each
     assert names['cifar_table.py'] == pairs + [f'{pair},rows={rows}' for rows in ('table2', 'table3', 'table4')
                                                for pair in pairs]
     assert names['imagenet_table.py'] == names['imagenet_ijckd.py']  # Table 5's pairs
-    for method in ('fitnet', 'at', 'vid', 'rkd', 'pkt', 'ofd', 'crd', 'wsld', 'dkd'):  # Table 1's other rows
-        assert names[f'cifar_{method}.py'] == names['cifar_kd.py']
-    for method in ('at', 'wsld', 'dkd'):  # Table 5's other rows (CRD needs the split on the devices)
-        assert names[f'imagenet_{method}.py'] == names['imagenet_ijckd.py']
+    # Table 5's other rows (CRD needs the split on the devices)
+    assert names['imagenet.py'] == [f'{method},{pair}' for method in ('at', 'wsld', 'dkd')
+                                    for pair in names['imagenet_ijckd.py']]
 
 
 @functools.cache
@@ -185,9 +190,9 @@ def test_batch_not_divisible_by_the_devices_is_refused():
 def test_learning_rates_follow_the_paper_unless_repdistillers_protocol_is_asked_for():
     """§4.1: 0.01 for ShuffleNet students, 0.05 for all others; RepDistiller also gives
     MobileNetV2 0.01."""
-    kd = load(os.path.join(REPOSITORY, 'configs', 'cifar_kd.py'))
+    cifar = load(os.path.join(REPOSITORY, 'configs', 'cifar.py'))
     teacher = load(os.path.join(REPOSITORY, 'configs', 'cifar_teacher.py'))
-    rates = {variant: kd.get_config(variant).optimizer.learning_rate for variant in (
+    rates = {variant: cifar.get_config(f'kd,{variant}').optimizer.learning_rate for variant in (
         'vgg13-MobileNetV2', 'vgg13-MobileNetV2,protocol=repdistiller', 'resnet32x4-ShuffleV1',
         'resnet32x4-ShuffleV2,protocol=repdistiller', 'resnet32x4-resnet8x4,protocol=repdistiller')}
     assert rates == {'vgg13-MobileNetV2': 0.05, 'vgg13-MobileNetV2,protocol=repdistiller': 0.01,
@@ -196,7 +201,7 @@ def test_learning_rates_follow_the_paper_unless_repdistillers_protocol_is_asked_
     assert teacher.get_config('MobileNetV2').optimizer.learning_rate == 0.05
     assert teacher.get_config('MobileNetV2,protocol=repdistiller').optimizer.learning_rate == 0.01
     with pytest.raises(ValueError, match="Unknown protocol 'rep'; valid protocols: paper, repdistiller"):
-        kd.get_config('vgg13-MobileNetV2,protocol=rep')
+        cifar.get_config('kd,vgg13-MobileNetV2,protocol=rep')
 
 
 @pytest.mark.quick

@@ -122,18 +122,18 @@ def test_the_paper_column_matches_settings_exactly(tmp_path):
 def test_the_other_methods_get_their_sources_published_numbers(tmp_path):
     """As their config files set them up: RepDistiller's README for FitNet and CRD, mdistiller's
     for DKD with its per-pair β; DKD at another β is not the published setting."""
-    from configs import cifar_crd, cifar_dkd, cifar_fitnet
+    from configs import cifar
 
-    def write(name, module, pair, **changes):
-        config = module.get_config(pair)
+    def write(name, method, pair, **changes):
+        config = cifar.get_config(f'{method},{pair}')
         teacher, student = pair.split('-')
         write_run(tmp_path / name, objective=config.loss.name, connector=None, teacher=teacher, student=student,
                   loss={**config.loss.to_dict(), **changes})
 
-    write('fitnet', cifar_fitnet, 'resnet32x4-resnet8x4')
-    write('crd', cifar_crd, 'vgg13-MobileNetV2')
-    write('dkd', cifar_dkd, 'resnet56-resnet20')
-    write('dkd_beta', cifar_dkd, 'resnet56-resnet20', beta=8.0)
+    write('fitnet', 'fitnet', 'resnet32x4-resnet8x4')
+    write('crd', 'crd', 'vgg13-MobileNetV2')
+    write('dkd', 'dkd', 'resnet56-resnet20')
+    write('dkd_beta', 'dkd', 'resnet56-resnet20', beta=8.0)
     paper = {(row[1], row[2]): row[7] for row in table_rows([str(tmp_path)])}
     assert paper == {('fitnet', 'resnet32x4 → resnet8x4'): '73.50', ('crd', 'vgg13 → MobileNetV2'): '69.73',
                      ('dkd (beta=2)', 'resnet56 → resnet20'): '71.97', ('dkd', 'resnet56 → resnet20'): '—'}
@@ -331,8 +331,8 @@ def write_summarized_run(directory, top1s, seed, num_epochs, recorded=True):
     """A KD run directory whose summary.json is what training writes (workdir.summarize) after an
     epoch of each top-1 in `top1s`; `recorded` False drops num_epochs, as summaries written
     before they recorded it."""
-    from configs import cifar_kd
-    config = cifar_kd.get_config('resnet56-resnet20')
+    from configs import cifar
+    config = cifar.get_config('kd,resnet56-resnet20')
     config.seed, config.num_epochs = seed, num_epochs
     entries = [{'epoch': epoch, 'step': 10 * epoch, 'top1': top1, 'top5': 99.0}
                for epoch, top1 in enumerate(top1s, 1)]
@@ -450,12 +450,12 @@ def test_plotting_a_table_names_its_runs(tmp_path, capsys):
 
 @pytest.mark.quick
 def test_dkds_published_numbers_are_keyed_by_the_beta_its_configs_train_with():
-    """mdistiller's DKD figures carry their yaml's β per pair: the β configs/cifar_dkd.py trains
+    """mdistiller's DKD figures carry their yaml's β per pair: the β configs/cifar.py:dkd trains
     each pair with, so that a DKD run finds its figure."""
-    from configs import cifar_dkd
+    from configs import cifar
     from ijckd_jax.report.published import MDISTILLER_DKD_TOP1, PAPER_CIFAR100_TOP1, paper_key
 
     for pair, (top1, _) in MDISTILLER_DKD_TOP1.items():
-        config = cifar_dkd.get_config(pair)
+        config = cifar.get_config(f'dkd,{pair}')
         changes = report_runs.setting_changes('dkd', config.loss.to_dict())
         assert PAPER_CIFAR100_TOP1[paper_key('dkd', *pair.split('-'), **dict(changes))] == top1

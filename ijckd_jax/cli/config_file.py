@@ -4,6 +4,7 @@ about it: loading the file, naming a file that is missing or does not import, an
 import difflib
 import importlib.util
 import os
+import re
 import traceback
 
 import ml_collections
@@ -54,13 +55,35 @@ def config_files():
                                                                                               'common.py'))
 
 
-def missing_config_file(path):
-    """The error for a config argument that names no file, with the nearest file of its folder."""
+def method_row(path, variant):
+    """The `--config` that trains the method a former one-method file named (configs/cifar_kd.py:
+    PAIR is configs/cifar.py:kd,PAIR now), or None."""
+    import configs.cifar
+    import configs.imagenet
+
+    match = re.fullmatch(r'(cifar|imagenet)_(\w+)\.py', os.path.basename(path))
+    if not match:
+        return None
+    family, method = match.groups()
+    methods = (configs.cifar if family == 'cifar' else configs.imagenet).METHODS
+    # configs/cifar_teacher_classifier.py was the one file not named by its method.
+    method = {'teacher_classifier': 'ce_teacher_classifier'}.get(method, method)
+    if method not in methods:
+        return None
+    return os.path.join(os.path.dirname(path), f'{family}.py:{method}' + (f',{variant}' if variant else ''))
+
+
+def missing_config_file(path, variant=''):
+    """The error for a config argument that names no file, with the file that now trains a former
+    one-method file's method, or else the nearest file of its folder."""
     folder = os.path.dirname(path) or '.'
     problem = 'is a directory, not a config file' if os.path.isdir(path) else 'no such file'
     siblings = sorted(name for name in os.listdir(folder) if name.endswith('.py')) if os.path.isdir(folder) else []
     close = difflib.get_close_matches(os.path.basename(path), siblings, n=1, cutoff=0.6)
     hint = f' Did you mean {os.path.join(os.path.dirname(path), close[0])}?' if close else ''
+    row = method_row(path, variant)
+    if row:
+        hint = f' Each method is a row of one file now: --config {row}.'
     return ConfigError(f"--config {path}: {problem}.{hint} This project's config files are configs/"
                        f"{{{','.join(config_files())}}}.")
 
@@ -71,7 +94,7 @@ def load_config_file(argument):
     setting or variant), are ConfigErrors of one line."""
     path, colon, variant = argument.partition(':')
     if not os.path.isfile(path):
-        raise missing_config_file(path)
+        raise missing_config_file(path, variant)
     specification = importlib.util.spec_from_file_location('config_file', path)
     module = importlib.util.module_from_spec(specification)
     try:

@@ -6,7 +6,7 @@ seed, in WORKDIR; a run over config.seeds is one row, each seed's run in WORKDIR
 comparison table (configs/cifar_table.py) is several rows, each row × seed in
 WORKDIR/ROW/seed_SEED. A table config is a run's config without `loss` and `connector`, plus
 `methods` (the rows trained, comma-separated) and `method_settings` (each known method's loss
-and connector, from its own config file). Each run directory's run.json, history, checkpoints
+and connector, from its config). Each run directory's run.json, history, checkpoints
 and summary are those of the same row's config trained alone with that seed; WORKDIR/table.json
 records what a table trains, so that a restart with other methods, seeds or settings is refused.
 """
@@ -33,7 +33,7 @@ ROW_FIELDS = ('loss', 'connector')
 
 def table_config(configs, methods):
     """A comparison table of `configs`, {method: its config alone} (configs/cifar_table.py builds
-    each from the method's own config file); `methods` is the comma-separated default list.
+    each from its row of configs/cifar.py); `methods` is the comma-separated default list.
     Refused, naming the field, where two methods' configs disagree on what the table shares
     (data, student, teacher, batch, epochs, schedule)."""
     shared = {method: {key: value for key, value in flatten(config.to_dict()).items()

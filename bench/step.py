@@ -10,7 +10,7 @@
     python bench/step.py --table ce,kd,srrl,simkd,ijckd  # a comparison table's step vs its methods' own
 
 Same architectures (ijckd_jax.torch_models), same loss (the paper's PyTorch algorithms; for
-the other methods their sources' code, ijckd_jax/torch_models/distillers.py, combined as
+the other methods their sources' code, tests/torch_distillers.py, combined as
 RepDistiller's helper/loops.py or mdistiller's OFD and DKD do), same update (torch.optim.SGD,
 Nesterov, weight decay, over the student and the method's trainable modules). CRD trains
 from the split held on the devices (its memory bank is indexed by example positions), so
@@ -24,6 +24,8 @@ tests: nothing asserts a time.
 """
 import argparse
 import functools
+import importlib.util
+import os
 import resource
 import statistics
 import time
@@ -40,15 +42,26 @@ from ijckd_jax.data.device import draw_batch, epoch_order, place_split
 from ijckd_jax.data.pipeline import train_batches
 from ijckd_jax.data.split import Split
 from ijckd_jax.torch_models import create_torch_model, torch_classifier
-from ijckd_jax.torch_models.distillers import (PKT, Attention, ConnectorConvBN, ConvReg, CRDLoss, DistillKL,
-                                               RKDLoss, VIDLoss, align_list, class_negatives, dkd_forward_train,
-                                               margins_of, sample_contrast_indices, torch_ofd_loss, wsld_forward)
 from ijckd_jax.objectives import get_objective, loss_overrides, resolve_settings
 from ijckd_jax.training.layout import rows_of
 from ijckd_jax.training import steps
 from ijckd_jax.training.experiment import create_experiment, vectorize_seeds
 from ijckd_jax.training.mesh import Mesh
 from ijckd_jax.training.steps import SplitBatch
+
+
+def load_transcriptions():
+    """tests/torch_distillers.py, the PyTorch transcriptions of the other methods' losses: they
+    live with the tests that check ours against them, outside the installed package, so they are
+    loaded from their file (nothing edits sys.path: tests/test_install.py)."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tests', 'torch_distillers.py')
+    specification = importlib.util.spec_from_file_location('torch_distillers', path)
+    module = importlib.util.module_from_spec(specification)
+    specification.loader.exec_module(module)
+    return module
+
+
+distillers = load_transcriptions()
 
 SUPPORTED = ('ce', 'kd', 'srrl', 'simkd', 'ijckd', 'fitnet', 'at', 'vid', 'rkd', 'pkt', 'ofd', 'crd', 'wsld', 'dkd')
 # The methods RepDistiller trains (helper/loops.py train_distill): γ·CE + α·KD + β·their loss,
@@ -145,26 +158,27 @@ class TorchStep:
             feat_s = self.feat(self.student.eval(), self.student_classifier, probe)[0]
             feat_t = self.feat(self.teacher, self.teacher_classifier, probe)[0]
         self.student.train()
-        self.distill_kl = DistillKL(settings['temperature'])
+        self.distill_kl = distillers.DistillKL(settings['temperature'])
         if self.objective == 'fitnet':
             hint = int(settings['hint_layer'])
-            self.criterion = ConvReg(feat_s[hint].shape, feat_t[hint].shape).train()  # regress_s
+            self.criterion = distillers.ConvReg(feat_s[hint].shape, feat_t[hint].shape).train()  # regress_s
             return list(self.criterion.parameters())
         if self.objective == 'vid':
             self.criterion = torch.nn.ModuleList([
-                VIDLoss(s.shape[1], t.shape[1], t.shape[1], settings['init_pred_var'], settings['epsilon'])
+                distillers.VIDLoss(s.shape[1], t.shape[1], t.shape[1], settings['init_pred_var'], settings['epsilon'])
                 for s, t in zip(feat_s[1:-1], feat_t[1:-1])]).train()
             return list(self.criterion.parameters())
         if self.objective == 'crd':
-            self.criterion = CRDLoss(feat_s[-1].shape[1], feat_t[-1].shape[1], int(settings['feature_dimension']),
-                                     int(settings['negatives']), settings['temperature_nce'], settings['momentum'],
-                                     len(split_labels)).train()
-            self.cls_negative = class_negatives(split_labels, config.data.num_classes)
+            self.criterion = distillers.CRDLoss(
+                feat_s[-1].shape[1], feat_t[-1].shape[1], int(settings['feature_dimension']),
+                int(settings['negatives']), settings['temperature_nce'], settings['momentum'],
+                len(split_labels)).train()
+            self.cls_negative = distillers.class_negatives(split_labels, config.data.num_classes)
             self.draw_seconds = []
             return list(self.criterion.embed_s.parameters()) + list(self.criterion.embed_t.parameters())
-        self.criterion = {'at': lambda: Attention(settings['p']),
-                          'rkd': lambda: RKDLoss(settings['distance_weight'], settings['angle_weight']),
-                          'pkt': PKT}[self.objective]()
+        self.criterion = {'at': lambda: distillers.Attention(settings['p']),
+                          'rkd': lambda: distillers.RKDLoss(settings['distance_weight'], settings['angle_weight']),
+                          'pkt': distillers.PKT}[self.objective]()
         return []
 
     def ofd_modules(self, config):
@@ -183,10 +197,11 @@ class TorchStep:
                     raise SystemExit(f'bench/step.py --objective ofd: the {name} {config[name].model} does not pool '
                                      'the ReLU of its last pre-activation map; choose a CIFAR ResNet or WRN pair.')
         self.student.train()
-        student_channels, teacher_channels = align_list([m.shape[1] for m in student_maps[1:]],
-                                                        [m.shape[1] for m in teacher_maps[1:]])
-        self.criterion = ConnectorConvBN(student_channels, teacher_channels, int(self.settings['kernel_size'])).train()
-        self.margins = margins_of(self.teacher.bn_before_relu())
+        student_channels, teacher_channels = distillers.align_list([m.shape[1] for m in student_maps[1:]],
+                                                                   [m.shape[1] for m in teacher_maps[1:]])
+        self.criterion = distillers.ConnectorConvBN(student_channels, teacher_channels,
+                                                    int(self.settings['kernel_size'])).train()
+        self.margins = distillers.margins_of(self.teacher.bn_before_relu())
         return list(self.criterion.parameters())
 
     def ofd_loss(self, images, labels):
@@ -199,7 +214,8 @@ class TorchStep:
             teacher_maps = self.teacher.preact_feature_list(x)
         settings = self.settings
         return (settings['ce_weight'] * F.cross_entropy(logits, labels)
-                + settings['feat_weight'] * torch_ofd_loss(self.criterion, self.margins, maps[1:], teacher_maps[1:]))
+                + settings['feat_weight'] * distillers.torch_ofd_loss(self.criterion, self.margins, maps[1:],
+                                                                      teacher_maps[1:]))
 
     @staticmethod
     def stages_and_map(model, x):
@@ -242,7 +258,7 @@ class TorchStep:
         if self.objective == 'crd':  # CIFAR100InstanceSample's draw, per example, on the host
             start = time.perf_counter()
             contrast_idx = torch.from_numpy(np.stack([
-                sample_contrast_indices(position, target, self.cls_negative, self.criterion.contrast.K)
+                distillers.sample_contrast_indices(position, target, self.cls_negative, self.criterion.contrast.K)
                 for position, target in zip(index.tolist(), labels.tolist())])).long()
             self.draw_seconds.append(time.perf_counter() - start)
         # bfloat16: PyTorch's mixed precision, as ours (bfloat16 compute, float32 parameters).
@@ -318,9 +334,10 @@ class TorchStep:
         if self.objective == 'dkd':
             # mdistiller's DKD.forward_train at epoch 1, as our step's first epoch: the warm-up
             # factor min(1 / 20, 1) is a scalar, so the step costs the same at any epoch.
-            return sum(dkd_forward_train(logits, teacher_logits, labels, 1, settings).values())
+            return sum(distillers.dkd_forward_train(logits, teacher_logits, labels, 1, settings).values())
         if self.objective == 'wsld':
-            return sum(wsld_forward(logits, teacher_logits, labels, settings['temperature'], settings['alpha']))
+            return sum(distillers.wsld_forward(logits, teacher_logits, labels, settings['temperature'],
+                                               settings['alpha']))
         if self.objective == 'kd':
             divergence = F.kl_div(F.log_softmax(logits / 4, 1), F.softmax(teacher_logits / 4, 1),
                                   reduction='batchmean')

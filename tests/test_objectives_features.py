@@ -1,6 +1,6 @@
 """AT, RKD and PKT against PyTorch transcriptions of RepDistiller's loss classes
 (github.com/HobbitLong/RepDistiller: distiller_zoo/AT.py, RKD.py, PKT.py, KD.py, transcribed in
-ijckd_jax/torch_models/distillers.py), combined as helper/loops.py train_distill does:
+tests/torch_distillers.py), combined as helper/loops.py train_distill does:
 γ·CE + α·KD + β·loss_kd, in NCHW as there: the loss and its gradient with respect to every
 student array, on plain random arrays."""
 import jax
@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from configs.common import IMAGENET_SETTINGS
 from ijckd_jax.objectives import OBJECTIVES, DistillationOutputs, get_objective, resolve_settings
-from ijckd_jax.torch_models.distillers import Attention, DistillKL, RKDLoss, cosine_similarity_loss
+from torch_distillers import Attention, DistillKL, RKDLoss, cosine_similarity_loss
 
 BATCH, CLASSES, POOLED, TEACHER_POOLED = 8, 10, 64, 256
 # A small CIFAR ResNet's maps (stem, then three stages), [height, channels]; the teacher's are
@@ -35,7 +35,7 @@ TOLERANCE = 1e-5
 PKT_LOSS_TOLERANCE = 5e-5
 
 
-# --- RepDistiller's loss, its losses from ijckd_jax/torch_models/distillers.py (NCHW) -------
+# --- RepDistiller's loss, its losses from tests/torch_distillers.py (NCHW) -------
 
 def torch_loss_and_gradients(name, outputs, labels, settings):
     """helper/loops.py train_distill's loss, and its gradient with respect to the student's arrays

@@ -1,7 +1,7 @@
 """The objectives with their own trainable parts, FitNet's ConvReg, VID's estimators and CRD's
 embeddings and memory bank, against PyTorch transcriptions of RepDistiller's modules
 (models/util.py ConvReg, distiller_zoo/FitNet.py, distiller_zoo/VID.py, crd/criterion.py,
-crd/memory.py; in ijckd_jax/torch_models/distillers.py) with the same weights: the loss and its
+crd/memory.py; in tests/torch_distillers.py) with the same weights: the loss and its
 gradients."""
 import math
 
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from ijckd_jax.models.layers import ModelOutput
 from ijckd_jax.objectives import DistillationOutputs, get_objective, resolve_settings
 from ijckd_jax.objectives import fitnet, vid
-from ijckd_jax.torch_models.distillers import ContrastLoss, ContrastMemory, ConvReg, DistillKL, Embed, VIDLoss
+from torch_distillers import ContrastLoss, ContrastMemory, ConvReg, DistillKL, Embed, VIDLoss
 
 BATCH, CLASSES = 8, 10
 # Float32 arithmetic in two libraries that sum in different orders: measured ≤ 8.7e-7 relative

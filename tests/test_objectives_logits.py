@@ -1,5 +1,5 @@
 """The logit-distillation baselines against their sources' PyTorch code, transcribed in
-ijckd_jax/torch_models/distillers.py: DKD (mdistiller, mdistiller/distillers/DKD.py) and WSLD
+tests/torch_distillers.py: DKD (mdistiller, mdistiller/distillers/DKD.py) and WSLD
 (bellymonster/Weighted-Soft-Label-Distillation, knowledge_distiller.py). Plain arrays only: no
 model is built; only the losses are jitted."""
 import warnings
@@ -13,9 +13,9 @@ import torch
 from configs.common import CIFAR_PAIR_SETTINGS, IMAGENET_SETTINGS, TABLE1_PAIRS
 from ijckd_jax.objectives import DistillationOutputs, get_objective, resolve_settings
 from ijckd_jax.objectives import dkd, wsld
-from ijckd_jax.torch_models.distillers import dkd_forward_train as torch_dkd_forward_train
-from ijckd_jax.torch_models.distillers import dkd_loss as torch_dkd_loss
-from ijckd_jax.torch_models.distillers import wsld_forward as torch_wsld_forward
+from torch_distillers import dkd_forward_train as torch_dkd_forward_train
+from torch_distillers import dkd_loss as torch_dkd_loss
+from torch_distillers import wsld_forward as torch_wsld_forward
 
 BATCH, CLASSES = 16, 100
 # Float32 on both sides: the measured differences (loss, terms and student gradients, every

@@ -19,7 +19,7 @@ from ijckd_jax.distillation import build_distiller, init_trainable
 from ijckd_jax.models.layers import ModelOutput
 from ijckd_jax.objectives import DistillationOutputs, get_objective, resolve_settings
 from ijckd_jax.objectives import ofd
-from ijckd_jax.torch_models.distillers import ConnectorConvBN, margins_of, torch_ofd_loss
+from torch_distillers import ConnectorConvBN, margins_of, torch_ofd_loss
 
 BATCH, CLASSES = 8, 10
 # Our float32 against the transcription in float64 (on real networks) or float32, whose margins

@@ -1,8 +1,9 @@
 """PyTorch definitions of the other methods' losses and trainable modules, transcribed from the
-code their published numbers come from, for reference.
+code their published numbers come from, for reference. Not part of the installed package: only
+the tests and bench/step.py import them.
 
-As the models of this package are for the Flax models, these are the independent reference
-that ijckd_jax/objectives/{fitnet,at,vid,rkd,pkt,ofd,crd,wsld,dkd}.py are checked against
+As ijckd_jax/torch_models/ is for the Flax models, these are the independent reference that
+ijckd_jax/objectives/{fitnet,at,vid,rkd,pkt,ofd,crd,wsld,dkd}.py are checked against
 (tests/test_objectives_{logits,features,heads,ofd}.py) and what bench/step.py times our step
 against. Each keeps its source's names, arguments and arithmetic; what differs is said where
 it is, and is only what a transcription away from CUDA and argparse needs (no .cuda(), no

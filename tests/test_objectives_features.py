@@ -22,9 +22,9 @@ TEACHER_STAGES = ((16, 32), (16, 32), (8, 64), (4, 128))
 LARGER_TEACHER_STAGES = ((32, 32), (32, 32), (16, 64), (8, 128))
 SMALLER_TEACHER_STAGES = ((8, 32), (8, 32), (4, 64), (2, 128))
 ODD_TEACHER_STAGES = ((12, 32), (12, 32), (6, 64), (3, 128))
-# The reference runs in float64 (the transcription on our arrays, upcast): on one CI machine (an
-# AMD EPYC) PyTorch's own float32 put AT's p = 1.5 gradient 3.2e-5 from float64, where ours was
-# 1.4e-7 from it, so a float32 reference would measure the reference's processor. Our float32
+# The reference runs in float64 (the transcription on our arrays, upcast): on one CI machine
+# PyTorch's own float32 put AT's p = 1.5 gradient 3.2e-5 from float64, where ours was 1.4e-7
+# from it, so a float32 reference would measure the reference's processor. Our float32
 # against it, relative to the largest magnitude, over 4 draws of every case (Intel Xeon):
 # ≤ 6.2e-7 for AT's and RKD's losses and gradients, ≤ 1.6e-6 for PKT's gradients; 1e-5 is the
 # bound the project sets for every loss against its PyTorch source. PKT's loss is the exception:

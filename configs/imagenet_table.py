@@ -13,7 +13,7 @@ The other rows of the paper's Table 5 come from those methods' own papers and re
 (docs/fidelity.md). Variants: Table 5's pairs, with
 protocol=paper|authors_code; --config.methods may also name simkd.
 """
-from configs import imagenet_ijckd
+from configs import imagenet, imagenet_ijckd
 from ijckd_jax.training.layout import table_config
 
 VARIANTS = imagenet_ijckd.VARIANTS
@@ -21,6 +21,6 @@ METHODS = 'ce,kd,at,wsld,dkd,srrl,ijckd'  # Table 5's rows that this project imp
 
 
 def get_config(arg=None):
-    configs = {method: imagenet_ijckd.imagenet_config(method, arg)
-               for method in ('ce', 'kd', 'at', 'wsld', 'dkd', 'srrl', 'simkd', 'ijckd')}
+    # 'ce', the student alone, and every row of configs/imagenet.py, under the same recipe.
+    configs = {method: imagenet_ijckd.imagenet_config(method, arg) for method in ('ce', *imagenet.METHODS)}
     return table_config(configs, METHODS)

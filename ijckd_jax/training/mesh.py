@@ -19,7 +19,7 @@ class Mesh:
         # join an all-reduce, the fourth never arrives, and 40 s later XLA aborts the process
         # ("rendezvous.cc: Termination timeout ... Exiting to ensure a consistent program
         # state"). A chain of 480 tiny train-like steps on 4 CPU devices deadlocked 2 runs out of
-        # 2, and never once each step was waited for (tests/test_train.py reproduces it).
+        # 2, and none of 5 where each step was waited for (tests/test_train.py reproduces it).
         local = self.mesh.local_devices
         self.waits = len(local) > 1 and local[0].platform == 'cpu'
 

@@ -59,17 +59,29 @@ def test_the_papers_experiments_are_all_variants():
 
 
 @functools.cache
+def teacher_shapes(teacher, image_size):
+    """The teacher's variables and outputs on a batch of 2, as shapes: traced once per teacher
+    model, which serves many variants."""
+    images = jax.ShapeDtypeStruct((2, image_size, image_size, 3), jnp.float32)
+    output, variables = jax.eval_shape(lambda x: teacher.init_with_output(jax.random.key(0), x, train=False),
+                                       images)
+    return variables, output
+
+
+@functools.cache
 def output_shapes(distiller, image_size, examples):
     """The shapes of everything `forward` returns for `distiller`'s modules, on a batch of the
     first 2 of `examples` training examples: traced once per distinct set of modules (the
-    paper's variants share most), checked for every variant."""
+    paper's variants share most), checked for every variant. The teacher's output is given, as
+    a comparison table gives it, so that each teacher is traced once."""
     images = jax.ShapeDtypeStruct((2, image_size, image_size, 3), jnp.float32)
     variables = jax.eval_shape(lambda x: init_trainable(distiller, jax.random.key(0), x), images)
-    teacher_variables = (jax.eval_shape(distiller.teacher.init, jax.random.key(0), images)
-                         if distiller.teacher else {})
+    teacher_variables, teacher_output = ({}, None) if distiller.teacher is None else teacher_shapes(
+        distiller.teacher, image_size)
     batch = Examples(jnp.arange(2), jnp.zeros(examples, jnp.int32), jax.random.key(0))
-    outputs, _ = jax.eval_shape(lambda v, t, x: forward(distiller, v, t, x, train=True, epoch=jnp.float32(1),
-                                                        examples=batch), variables, teacher_variables, images)
+    outputs, _ = jax.eval_shape(lambda v, t, o, x: forward(distiller, v, t, x, train=True, teacher_output=o,
+                                                           epoch=jnp.float32(1), examples=batch),
+                                variables, teacher_variables, teacher_output, images)
     return outputs
 
 

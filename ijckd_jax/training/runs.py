@@ -40,7 +40,16 @@ def select(tree, run):
     """A run's part of a tree keyed by row (the state, metrics, sums): its row's, its seed's in
     a stack over seeds."""
     tree = tree[run.row]
-    return tree if run.position is None else jax.tree.map(lambda leaf: leaf[run.position], tree)
+    return tree if run.position is None else seed_part(tree, run.position)
+
+
+@jax.jit
+def seed_part(tree, position):
+    """Every leaf's entry `position` of a stack over seeds: one program for the whole tree
+    (compiled once per tree, for every position), where indexing leaf by leaf dispatches a
+    program per leaf (measured: a state of 120 leaves on 4 CPU devices, 0.16 s a run, 0.005 s
+    as one program)."""
+    return jax.tree.map(lambda leaf: leaf[position], tree)
 
 
 def of_run(values, run):

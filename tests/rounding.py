@@ -38,8 +38,10 @@ DRAWS = 2
 UNIT_ROUNDOFF = 2.0 ** -24  # float32
 
 
+@jax.jit
 def one_ulp_away(tree, draw):
-    """Each float leaf moved to its next float32 up or down (random signs, seeded by `draw`)."""
+    """Each float leaf moved to its next float32 up or down (random signs, seeded by `draw`):
+    one program per tree, not an eager dispatch per leaf."""
     leaves, structure = jax.tree.flatten(tree)
     keys = jax.random.split(jax.random.key(draw), len(leaves))
     moved = [jnp.nextafter(leaf, jnp.where(jax.random.bernoulli(key, shape=jnp.shape(leaf)), jnp.inf, -jnp.inf)

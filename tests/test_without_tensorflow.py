@@ -13,7 +13,7 @@ import sys
 import pytest
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
-from conftest import REPOSITORY
+from conftest import CPU_DEVICES, REPOSITORY
 from test_convert import save_repdistiller, trained_looking_model
 
 WITHOUT_TENSORFLOW = """
@@ -35,10 +35,13 @@ finally:
 """
 
 
-def run_without_tensorflow(script, arguments, cwd, run_name='__main__'):
-    """python SCRIPT ARGUMENTS with TensorFlow hidden; run_name other than '__main__' imports it."""
+def run_without_tensorflow(script, arguments, cwd, run_name='__main__', devices=1):
+    """python SCRIPT ARGUMENTS with TensorFlow hidden, on `devices` CPU devices; run_name other
+    than '__main__' imports it."""
+    environment = {**os.environ, 'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
     return subprocess.run([sys.executable, '-c', WITHOUT_TENSORFLOW, os.path.join(REPOSITORY, script),
-                           run_name, *arguments], capture_output=True, text=True, cwd=cwd, timeout=600)
+                           run_name, *arguments], capture_output=True, text=True, cwd=cwd, env=environment,
+                          timeout=600)
 
 
 def summaries(run_directory):
@@ -53,11 +56,12 @@ def summaries(run_directory):
 
 
 def test_the_demo_trains_and_writes_the_event_files_a_tensorflow_run_writes(tmp_path, teacher):
+    # test_demo.py's demo on as many devices: the programs of whichever runs second are read from
+    # the test run's compilation cache.
     result = run_without_tensorflow('main.py', [
         '--config', os.path.join(REPOSITORY, 'configs', 'demo.py'), '--workdir', str(tmp_path / 'demo'),
         '--config.num_epochs=1', '--config.steps_per_epoch=2', '--config.log_every_steps=1',
-        '--config.demo.teacher=resnet8', '--config.demo.methods=ijckd',
-        '--config.compilation_cache='], cwd=tmp_path)
+        '--config.demo.teacher=resnet8', '--config.compilation_cache='], cwd=tmp_path, devices=len(CPU_DEVICES))
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'tensorflow imported: False' in result.stdout
     assert "written by tensorboard's own event writer" in result.stderr

@@ -55,6 +55,12 @@ def folder_cache(tmp_path_factory, pytestconfig):
     return directory
 
 
+def cpu_devices_environment(devices):
+    """This process's environment for a program a test starts, with XLA's host platform split
+    into `devices` CPU devices."""
+    return {**os.environ, 'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
+
+
 def run_main(arguments, tmp_path):
     """python main.py ARGUMENTS under tfds.testing.mock_data, as a user runs it."""
     script = ('import runpy, sys, tensorflow_datasets as tfds\n'

@@ -16,7 +16,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from configs import cifar, cifar_table, cifar_teacher, demo
-from conftest import EXAMPLES, REPOSITORY, run_main
+from conftest import EXAMPLES, REPOSITORY, cpu_devices_environment, run_main
 from ijckd_jax import files
 from ijckd_jax.config import validate_config
 from ijckd_jax.data import tfds_source
@@ -36,8 +36,7 @@ TEACHER_CONFIG = os.path.join(REPOSITORY, 'configs', 'cifar_teacher.py:resnet8')
 
 def main(arguments, cwd, devices=1):
     """python main.py ARGUMENTS on `devices` CPU devices, no data mocked."""
-    environment = {**os.environ, 'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}',
-                   'JAX_PLATFORMS': 'cpu'}
+    environment = {**cpu_devices_environment(devices), 'JAX_PLATFORMS': 'cpu'}
     return subprocess.run([sys.executable, os.path.join(REPOSITORY, 'main.py'), *arguments],
                           capture_output=True, text=True, cwd=cwd, env=environment, timeout=300)
 

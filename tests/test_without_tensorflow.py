@@ -13,7 +13,7 @@ import sys
 import pytest
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
-from conftest import CPU_DEVICES, REPOSITORY
+from conftest import CPU_DEVICES, REPOSITORY, cpu_devices_environment
 from test_convert import save_repdistiller, trained_looking_model
 
 WITHOUT_TENSORFLOW = """
@@ -38,10 +38,9 @@ finally:
 def run_without_tensorflow(script, arguments, cwd, run_name='__main__', devices=1):
     """python SCRIPT ARGUMENTS with TensorFlow hidden, on `devices` CPU devices; run_name other
     than '__main__' imports it."""
-    environment = {**os.environ, 'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
     return subprocess.run([sys.executable, '-c', WITHOUT_TENSORFLOW, os.path.join(REPOSITORY, script),
-                           run_name, *arguments], capture_output=True, text=True, cwd=cwd, env=environment,
-                          timeout=600)
+                           run_name, *arguments], capture_output=True, text=True, cwd=cwd,
+                          env=cpu_devices_environment(devices), timeout=600)
 
 
 def summaries(run_directory):

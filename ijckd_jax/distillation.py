@@ -79,20 +79,21 @@ def init_trainable(distiller: Distiller, key, images):
     """Fresh variables of everything that trains: {'student', 'connector', 'joint_classifier',
     'head'}."""
     student_key, connector_key, joint_key = jax.random.split(key, 3)
-    variables = {'student': distiller.student.init(student_key, images)}
+    # The student's output on `images` comes with its variables: the connector is sized by it.
+    student_output, student_variables = distiller.student.init_with_output(student_key, images)
+    variables = {'student': student_variables}
     if distiller.head is not None:
         # Both networks' outputs on one image: the head's variables depend on their shapes alone.
-        student_output = distiller.student.apply(variables['student'], images[:1])
+        one_image = distiller.student.apply(variables['student'], images[:1])
         teacher_output = jax.tree.map(lambda shape: jnp.zeros(shape.shape, shape.dtype),
                                       output_shapes(distiller.teacher, images.shape[1]))
-        variables['head'] = distiller.head.init(jax.random.fold_in(key, 3), student_output, teacher_output,
+        variables['head'] = distiller.head.init(jax.random.fold_in(key, 3), one_image, teacher_output,
                                                 None, train=False)
     if distiller.connector is None:
         return variables
-    student_features = distiller.student.apply(variables['student'], images).features
-    size = min(student_features.shape[1], feature_shape(distiller.teacher, images.shape[1])[0])
+    size = min(student_output.features.shape[1], feature_shape(distiller.teacher, images.shape[1])[0])
     variables['connector'] = distiller.connector.init(
-        connector_key, average_pool_to(student_features, size), train=False)
+        connector_key, average_pool_to(student_output.features, size), train=False)
     if distiller.joint_classifier is not None:
         pooled = jnp.zeros((1, distiller.connector.teacher_channels), jnp.float32)
         variables['joint_classifier'] = distiller.joint_classifier.init(joint_key, pooled)

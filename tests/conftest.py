@@ -112,6 +112,15 @@ DISTILLED_TABLES = (('at', 'ce_teacher_classifier', 'crd', 'dkd', 'fitnet', 'ijc
                     ('kd', 'ofd', 'pkt', 'rkd', 'simkd', 'srrl', 'vid', 'wsld'))
 
 
+def distilled_table(teacher, methods, **fields):
+    """The comparison table of `methods` distilling the shared teacher into a wrn_16_1: shrink's run."""
+    from configs import cifar_table
+
+    config = shrink(cifar_table.get_config('resnet8-wrn_16_1'), methods=','.join(methods), **fields)
+    config.teacher.checkpoint = str(teacher[0] / 'export')
+    return config
+
+
 @pytest.fixture(scope='session')
 def distilled(teacher, tmp_path_factory, pytestconfig):
     """objective -> the workdir and summary of the shared teacher distilled into a wrn_16_1 with
@@ -124,13 +133,10 @@ def distilled(teacher, tmp_path_factory, pytestconfig):
         table = shared / f'distilled_{DISTILLED_TABLES.index(methods)}'
         with only_one_worker(table.with_suffix('.lock')):
             if not all((table / method / 'seed_0' / 'summary.json').exists() for method in methods):
-                from configs import cifar_table
                 from ijckd_jax.training.loop import train_and_evaluate
 
-                config = shrink(cifar_table.get_config('resnet8-wrn_16_1'), methods=','.join(methods))
-                config.teacher.checkpoint = str(teacher[0] / 'export')
                 with tfds.testing.mock_data(num_examples=EXAMPLES):
-                    train_and_evaluate(config, str(table))
+                    train_and_evaluate(distilled_table(teacher, methods), str(table))
         workdir = table / objective / 'seed_0'
         return workdir, json.loads((workdir / 'summary.json').read_text())
     return run

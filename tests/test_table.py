@@ -13,7 +13,7 @@ import tensorflow_datasets as tfds
 
 from configs import cifar_table
 from configs.common import cifar_distillation_config
-from conftest import EXAMPLES, REPOSITORY, shrink
+from conftest import DISTILLED_TABLES, EXAMPLES, REPOSITORY, distilled_table, shrink
 from ijckd_jax.data.pipeline import Pipeline
 from ijckd_jax.deploy.artifact import export_run
 from ijckd_jax.errors import ConfigError, WorkdirError
@@ -125,7 +125,7 @@ def test_a_killed_table_resumes_to_the_runs_of_an_uninterrupted_one_and_methods_
     # for these two seeds), and what is checked, the resume, does not need more.
     with tfds.testing.mock_data(num_examples=8):
         whole = train_and_evaluate(config(), str(tmp_path / 'whole'))
-        train_and_evaluate(config(), str(tmp_path / 'parts'))
+        shutil.copytree(tmp_path / 'whole', tmp_path / 'parts')  # the same table, run again, wrote the same
         killed = tmp_path / 'parts' / 'ce_again' / 'seed_1'
         shutil.rmtree(killed / 'checkpoints' / '2')  # as if killed before this run saved its last epoch
         resumed = train_and_evaluate(config(), str(tmp_path / 'parts'))
@@ -143,28 +143,28 @@ def test_a_killed_table_resumes_to_the_runs_of_an_uninterrupted_one_and_methods_
     assert not np.array_equal(other_seed['student']['conv1']['kernel'], same_seed[0]['student']['conv1']['kernel'])
 
 
-def test_the_methods_with_state_of_their_own_resume_exactly_in_a_table(teacher, tmp_path):
+def test_the_methods_with_state_of_their_own_resume_exactly_in_a_table(teacher, distilled, tmp_path):
     """The methods with state beyond parameters: FitNet's regressor (with its BatchNorm
     statistics), CRD's embeddings, memory banks and Z, and DKD's warm-up, which reads the epoch,
-    in one table stopped after its first epoch and resumed: bit for bit the uninterrupted table,
-    each method's head saved in its own run. (The other methods train end to end in
-    test_train.py; their state is parameters only, resumed as every run's.)"""
-    methods = ('fitnet', 'crd', 'dkd')
-
-    def config(epochs):
-        return small_table(teacher, ','.join(methods), num_epochs=epochs)
-
+    in the shared table that holds them (conftest.DISTILLED_TABLES) stopped after its first
+    epoch and resumed: bit for bit the uninterrupted table, each method's head saved in its own
+    run. (The other methods train end to end in test_train.py; their state is parameters only,
+    resumed as every run's.)"""
+    methods = DISTILLED_TABLES[0]
+    assert {'fitnet', 'crd', 'dkd'} <= set(methods)
+    whole = {method: distilled(method)[0] for method in methods}  # the uninterrupted table
     with tfds.testing.mock_data(num_examples=EXAMPLES):
-        whole = train_and_evaluate(config(3), str(tmp_path / 'whole'))
-        train_and_evaluate(config(1), str(tmp_path / 'parts'))
-        resumed = train_and_evaluate(config(3), str(tmp_path / 'parts'))
-    assert resumed == whole
+        train_and_evaluate(distilled_table(teacher, methods, num_epochs=1), str(tmp_path))
+        train_and_evaluate(distilled_table(teacher, methods), str(tmp_path))
     for method in methods:
-        whole_state, parts_state = (final_state(tmp_path / name / method / 'seed_0') for name in ('whole', 'parts'))
-        jax.tree.map(np.testing.assert_array_equal, whole_state, parts_state)
-        assert ('head' in whole_state['params']) == (method != 'dkd')
+        resumed = tmp_path / method / 'seed_0'
+        for name in ('summary.json', 'history.json'):
+            assert (resumed / name).read_text() == (whole[method] / name).read_text()
+        whole_state, resumed_state = final_state(whole[method]), final_state(resumed)
+        jax.tree.map(np.testing.assert_array_equal, whole_state, resumed_state)
+        assert ('head' in whole_state['params']) == (method in ('fitnet', 'crd'))
     for method in ('fitnet', 'crd'):  # BatchNorm statistics; the memory banks
-        assert 'head' in final_state(tmp_path / 'whole' / method / 'seed_0')['batch_stats']
+        assert 'head' in final_state(whole[method])['batch_stats']
 
 
 def test_methods_of_one_seed_start_from_one_student_backbone(teacher):

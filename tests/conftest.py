@@ -16,6 +16,12 @@ import jax
 import pytest
 import tensorflow_datasets as tfds
 
+# PyTorch (the parity tests' references) with one thread, here and in the programs the tests
+# start: the suite's two workers already keep two cores busy, and a pool of two threads in each
+# spent ~15% more CPU time on tests/test_models.py, test_fast_conv.py and test_deploy.py (two
+# workers: 142 s -> 121 s). Read when torch is first imported: by the test modules, after this.
+os.environ['OMP_NUM_THREADS'] = '1'
+
 jax.config.update('jax_num_cpu_devices', 4)
 jax.config.update('jax_disable_most_optimizations', True)
 # Full float32 matrix products and convolutions: XLA's default on GPUs is TF32, which moves a

@@ -86,16 +86,18 @@ PROJECT_MODULES = ('ml_collections', 'clu', 'tensorflow', 'tensorflow_datasets')
 FULL = SimpleNamespace(pair='resnet32x4-resnet8x4', image_size=32, batches=(64, 256), dtypes=('float32', 'bfloat16'),
                        dispatches=(1, 16), rounds=5, seeds=5, methods='ce,kd,srrl,simkd,ijckd', table_repeats=10,
                        epochs=3, steps_per_epoch=-1, run_batch=64, synthetic_per_class=(5000, 1000),
-                       input_images=1024, input_batch=64,
+                       input_images=1024, input_batch=64, input_cores=('one core', 'all cores'),
                        deadline=DEADLINE, budgets=dict(environment=10, step=120, seeds=30, table=55, epoch=100,
                                                        input=40))
 # 8 pixels, the smallest the CIFAR networks take: on a CPU the steps scanned in one dispatch run far
 # slower than single steps (7× at 32 pixels, 100× with XLA's optimizations off as in the tests).
 # bfloat16 alone: its PyTorch step (autocast, channels_last) runs every line float32's does. A table
-# of one method: each method compiles a table step and its own.
+# of one method: each method compiles a table step and its own. The input on all cores alone: on
+# one core it is the same command under taskset.
 SMOKE = SimpleNamespace(pair='resnet8-resnet8', image_size=8, batches=(8,), dtypes=('bfloat16',), dispatches=(1, 2),
                         rounds=2, seeds=5, methods='kd', table_repeats=2, epochs=2, steps_per_epoch=2,
                         run_batch=8, synthetic_per_class=(8, 2), input_images=64, input_batch=8,
+                        input_cores=('all cores',),
                         deadline=SMOKE_DEADLINE, budgets=dict.fromkeys(FULL.budgets, SMOKE_DEADLINE))
 
 
@@ -526,10 +528,11 @@ def timed_lines(command, log, timeout):
 
 
 def input_rate(recorder, arguments, sizes):
-    """Item 6: bench/input.py on one core and on all of them."""
+    """Item 6: bench/input.py on one core and on all of them (sizes.input_cores)."""
     command = ['bench/input.py', '--images', str(sizes.input_images), '--batch', str(sizes.input_batch)]
-    one_core = ['taskset', '-c', '0'] if shutil.which('taskset') else None
-    for where, prefix in (('one core', one_core), ('all cores', [])):
+    prefixes = {'one core': ['taskset', '-c', '0'] if shutil.which('taskset') else None, 'all cores': []}
+    for where in sizes.input_cores:
+        prefix = prefixes[where]
         figure = f'input: ImageNet-style crops, {where}'
         shown = shlex.join([*(prefix or []), 'python', *command])
         if prefix is None:

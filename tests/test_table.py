@@ -146,25 +146,27 @@ def test_a_killed_table_resumes_to_the_runs_of_an_uninterrupted_one_and_methods_
 def test_the_methods_with_state_of_their_own_resume_exactly_in_a_table(teacher, distilled, tmp_path):
     """The methods with state beyond parameters: FitNet's regressor (with its BatchNorm
     statistics), CRD's embeddings, memory banks and Z, and DKD's warm-up, which reads the epoch,
-    in the shared table that holds them (conftest.DISTILLED_TABLES) stopped after its first
-    epoch and resumed: bit for bit the uninterrupted table, each method's head saved in its own
-    run. (The other methods train end to end in test_train.py; their state is parameters only,
-    resumed as every run's.)"""
+    in the shared table that holds them (conftest.DISTILLED_TABLES), restarted from its first
+    epoch's checkpoints: bit for bit the uninterrupted table, each method's head saved in its
+    own run. (The other methods train end to end in test_train.py; their state is parameters
+    only, resumed as every run's.)"""
     methods = DISTILLED_TABLES[0]
     assert {'fitnet', 'crd', 'dkd'} <= set(methods)
-    whole = {method: distilled(method)[0] for method in methods}  # the uninterrupted table
+    whole = distilled(methods[0])[0].parent.parent  # the uninterrupted table
+    shutil.copytree(whole, tmp_path, dirs_exist_ok=True)
+    for method in methods:  # as if stopped before the second epoch's checkpoints
+        shutil.rmtree(tmp_path / method / 'seed_0' / 'checkpoints' / '4')
     with tfds.testing.mock_data(num_examples=EXAMPLES):
-        train_and_evaluate(distilled_table(teacher, methods, num_epochs=1), str(tmp_path))
         train_and_evaluate(distilled_table(teacher, methods), str(tmp_path))
     for method in methods:
-        resumed = tmp_path / method / 'seed_0'
+        resumed, uninterrupted = tmp_path / method / 'seed_0', whole / method / 'seed_0'
         for name in ('summary.json', 'history.json'):
-            assert (resumed / name).read_text() == (whole[method] / name).read_text()
-        whole_state, resumed_state = final_state(whole[method]), final_state(resumed)
+            assert (resumed / name).read_text() == (uninterrupted / name).read_text()
+        whole_state, resumed_state = final_state(uninterrupted), final_state(resumed)
         jax.tree.map(np.testing.assert_array_equal, whole_state, resumed_state)
         assert ('head' in whole_state['params']) == (method in ('fitnet', 'crd'))
     for method in ('fitnet', 'crd'):  # BatchNorm statistics; the memory banks
-        assert 'head' in final_state(whole[method])['batch_stats']
+        assert 'head' in final_state(whole / method / 'seed_0')['batch_stats']
 
 
 def test_methods_of_one_seed_start_from_one_student_backbone(teacher):

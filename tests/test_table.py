@@ -125,7 +125,7 @@ def test_a_killed_table_resumes_to_the_runs_of_an_uninterrupted_one_and_methods_
     # for these two seeds), and what is checked, the resume, does not need more.
     with tfds.testing.mock_data(num_examples=8):
         whole = train_and_evaluate(config(), str(tmp_path / 'whole'))
-        shutil.copytree(tmp_path / 'whole', tmp_path / 'parts')  # the same table, run again, wrote the same
+        shutil.copytree(tmp_path / 'whole', tmp_path / 'parts')  # what the same table run again writes
         killed = tmp_path / 'parts' / 'ce_again' / 'seed_1'
         shutil.rmtree(killed / 'checkpoints' / '2')  # as if killed before this run saved its last epoch
         resumed = train_and_evaluate(config(), str(tmp_path / 'parts'))

@@ -53,6 +53,11 @@ ONNX_MODELS = ('resnet8', 'ResNet50', 'wrn_16_1', 'ShuffleV1', 'ShuffleV2', 'Mob
                'resnet18')
 
 
+def normalized(images):
+    """uint8 images as the models read them, in the test's and in the exported program."""
+    return (images.astype(jnp.float32) / 255 - 0.5) / 0.25
+
+
 # Folding follows each conv → BatchNorm pair whatever the depth, so one model of each kind of
 # block is enough (the deeper ones of a family repeat the same blocks): every kind of layer
 # above, through ONNX too, and the ImageNet bottleneck.
@@ -61,20 +66,18 @@ ONNX_MODELS = ('resnet8', 'ResNet50', 'wrn_16_1', 'ShuffleV1', 'ShuffleV2', 'Mob
 def test_every_kind_of_block_of_the_zoo_folds_within_1e_5_and_runs_in_onnxruntime(name):
     model = create_model(name, 10)
     images = np.random.default_rng(1).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
-    inputs = (images.astype(np.float32) / 255 - 0.5) / 0.25
-    variables = drawn_variables(model, inputs)
-    pairs = trace_pairs(model, variables, inputs)
+    variables = drawn_variables(model, normalized(images))
+    pairs = trace_pairs(model, variables, normalized(images))
     batch_norms = sum(path[-1].key == 'mean'
                       for path, _ in jax.tree_util.tree_flatten_with_path(variables['batch_stats'])[0])
     assert len(pairs.folded) + len(pairs.affine) == batch_norms
     assert len(pairs.affine) == AFFINE.get(name, 0)
 
     def logits(variables, images, pairs=None):
-        inputs = (images.astype(jnp.float32) / 255 - 0.5) / 0.25
         if pairs is None:
-            return model.apply(variables, inputs).logits
+            return model.apply(variables, normalized(images)).logits
         with folded(pairs):
-            return model.apply(variables, inputs).logits
+            return model.apply(variables, normalized(images)).logits
 
     @jax.jit
     def both(variables, images):

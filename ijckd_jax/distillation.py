@@ -75,23 +75,42 @@ def common_size(student_features, teacher_features):
     return min(student_features.shape[1], teacher_features.shape[1])
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def initialise_student(student: ImageClassifier, key, images):
+    """The student's output on `images` and its fresh variables: one compiled program per student
+    model, which every objective, row and run of that model shares (the random draws of its
+    parameters are most of an initial state's compile time)."""
+    return student.init_with_output(key, images)
+
+
 def init_trainable(distiller: Distiller, key, images):
     """Fresh variables of everything that trains: {'student', 'connector', 'joint_classifier',
     'head'}."""
     student_key, connector_key, joint_key = jax.random.split(key, 3)
     # The student's output on `images` comes with its variables: the connector is sized by it.
-    student_output, student_variables = distiller.student.init_with_output(student_key, images)
-    variables = {'student': student_variables}
+    student_output, student_variables = initialise_student(distiller.student, student_key, images)
+    if distiller.head is None and distiller.connector is None:
+        return {'student': student_variables}
+    parts = initialise_parts(distiller, (key, connector_key, joint_key), student_output, images.shape[1])
+    return {'student': student_variables, **parts}
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def initialise_parts(distiller: Distiller, keys, student_output, image_size):
+    """Fresh variables of the objective's head, the connector and the joint classifier: one
+    program per distiller, kept apart from the student's (initialise_student)."""
+    key, connector_key, joint_key = keys
+    variables = {}
     if distiller.head is not None:
         # Both networks' outputs on one image: the head's variables depend on their shapes alone.
-        one_image = distiller.student.apply(variables['student'], images[:1])
+        one_image = jax.tree.map(lambda output: output[:1], student_output)
         teacher_output = jax.tree.map(lambda shape: jnp.zeros(shape.shape, shape.dtype),
-                                      output_shapes(distiller.teacher, images.shape[1]))
+                                      output_shapes(distiller.teacher, image_size))
         variables['head'] = distiller.head.init(jax.random.fold_in(key, 3), one_image, teacher_output,
                                                 None, train=False)
     if distiller.connector is None:
         return variables
-    size = min(student_output.features.shape[1], feature_shape(distiller.teacher, images.shape[1])[0])
+    size = min(student_output.features.shape[1], feature_shape(distiller.teacher, image_size)[0])
     variables['connector'] = distiller.connector.init(
         connector_key, average_pool_to(student_output.features, size), train=False)
     if distiller.joint_classifier is not None:

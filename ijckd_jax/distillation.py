@@ -119,6 +119,7 @@ def initialise_parts(distiller: Distiller, keys, student_output, image_size):
     return variables
 
 
+@functools.partial(jax.jit, static_argnums=0, static_argnames='train')
 def apply_tracking_statistics(module, variables, *inputs, train):
     """module(*inputs), and its variables with BatchNorm statistics updated when training."""
     if not train:

@@ -142,7 +142,7 @@ def test_gradients_reach_what_trains_and_never_the_teacher(name):
         return objective.loss(outputs, labels, weights)[0]
 
     trainable_params = {part: value['params'] for part, value in variables.items()}
-    gradients, teacher_gradients = jax.grad(loss, argnums=(0, 1))(trainable_params, teacher_variables)
+    gradients, teacher_gradients = jax.jit(jax.grad(loss, argnums=(0, 1)))(trainable_params, teacher_variables)
 
     assert nonzero(gradients['student']['conv1'])
     assert nonzero(gradients['student']['fc']) == (objective.evaluation_classifier == 'student')

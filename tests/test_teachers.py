@@ -13,10 +13,12 @@ import sys
 import tarfile
 import threading
 import time
+from types import SimpleNamespace
 
 import jax
 import ml_collections
 import numpy as np
+import pooch
 import pytest
 import tensorflow_datasets as tfds
 import torch
@@ -75,7 +77,8 @@ class ReleaseHandler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     releases = ReleaseServer()
-    thread = threading.Thread(target=releases.serve_forever, daemon=True)
+    # shutdown() waits for serve_forever's next poll: every 0.5 s by default, at each test's end.
+    thread = threading.Thread(target=releases.serve_forever, kwargs={'poll_interval': 0.01}, daemon=True)
     thread.start()
     yield releases
     releases.shutdown()
@@ -177,9 +180,18 @@ def test_a_named_teacher_is_downloaded_checked_converted_and_teaches_a_student(r
     assert os.listdir(tmp_path / 'cache' / 'test' / 'full') == ['converted']
 
 
+@pytest.fixture
+def waits(monkeypatch):
+    """pooch's waits before each new try of a failed download, recorded instead of slept (the
+    only use of time in pooch.core); test_no_network_is_one_line_within_seconds waits them."""
+    recorded = []
+    monkeypatch.setattr(pooch.core, 'time', SimpleNamespace(sleep=recorded.append))
+    return recorded
+
+
 @pytest.mark.parametrize('name, release', [('test:full', 'cifar100_resnet8-full.pt'),
                                            ('test:prefix', 'cifar100_resnet8-prefix.pt')])
-def test_a_corrupted_file_is_refused_and_not_kept(name, release, registry, resnet8, tmp_path):
+def test_a_corrupted_file_is_refused_and_not_kept(name, release, registry, resnet8, tmp_path, waits):
     """Against the full sha256 and against the publisher's prefix: one line, nothing in the
     cache; pooch tries it again RETRIES times, as it would a cut connection."""
     content = bytearray(resnet8[1])
@@ -194,16 +206,17 @@ def test_a_corrupted_file_is_refused_and_not_kept(name, release, registry, resne
         f"{actual}, the registry's {expected}. It was refused and not kept; try again, or check the mirror "
         '(IJCKD_JAX_TEACHER_MIRROR).')
     assert registry.requests == {release: 1 + teachers.RETRIES}
+    assert waits == [1, 2]  # seconds, before the second and the third try
     assert cached_files(tmp_path) == []
 
 
-def test_a_connection_cut_halfway_leaves_nothing_and_the_next_try_succeeds(registry, resnet8, tmp_path):
+def test_a_connection_cut_halfway_leaves_nothing_and_the_next_try_succeeds(registry, resnet8, tmp_path, waits):
     registry.cut.add('cifar100_resnet8-prefix.pt')
     teacher = teachers.find_teacher('test:prefix')
     with pytest.raises(DataUnavailable, match=r'^Cannot download teacher test:prefix from .*cifar100_resnet8-prefix.pt '
                                               r'\(ChunkedEncodingError: .*IncompleteRead'):
         teachers.fetch_checkpoint(teacher)
-    assert cached_files(tmp_path) == []
+    assert cached_files(tmp_path) == [] and waits == [1, 2]
     registry.cut.clear()
     path = teachers.fetch_checkpoint(teacher)
     assert path == str(tmp_path / 'cache' / 'test' / 'cifar100_resnet8-prefix.pt')

@@ -66,8 +66,9 @@ def normalized(images):
 def test_every_kind_of_block_of_the_zoo_folds_within_1e_5_and_runs_in_onnxruntime(name):
     model = create_model(name, 10)
     images = np.random.default_rng(1).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
-    variables = drawn_variables(model, normalized(images))
-    pairs = trace_pairs(model, variables, normalized(images))
+    inputs = normalized(images)
+    variables = drawn_variables(model, inputs)
+    pairs = trace_pairs(model, variables, inputs)
     batch_norms = sum(path[-1].key == 'mean'
                       for path, _ in jax.tree_util.tree_flatten_with_path(variables['batch_stats'])[0])
     assert len(pairs.folded) + len(pairs.affine) == batch_norms

@@ -71,20 +71,26 @@ def make_row(name, config, examples=None):
 
 
 def initial_state(spec, seeds, image_size):
-    """Every row's fresh state from the seed's key, vmapped over `seeds` stacked, replicated
-    over the mesh."""
+    """Every row's fresh state from the seed's key, stacked over `seeds` where several train
+    together, replicated over the mesh."""
     optimizer = optimizer_of(spec)
 
-    def create(key):
-        return {row.name: create_train_state(row.distiller, optimizer, key, image_size) for row in spec.rows}
-    if seeds.ndim:
-        create = jax.vmap(create)
-    keys = jax.random.key(seeds) if not seeds.ndim else jax.vmap(jax.random.key)(seeds)
+    def create(seed):
+        key = jax.random.key(seed)
+        return jax.device_get({row.name: create_train_state(row.distiller, optimizer, key, image_size)
+                               for row in spec.rows})
     # Not one jitted program: each student model's initialisation is compiled once and shared
     # by every row and run that trains it (distillation.init_trainable), the same values bit
     # for bit: the initial states of the 17 objectives, two tables of eight of them and two
-    # runs of seeds on one pair took 9.2 s against 34.6 s as one program each (CPU).
-    return spec.mesh.replicate(jax.device_get(create(keys)))
+    # runs of seeds on one pair took 9.2 s against 34.6 s as one program each (CPU). Several
+    # seeds are created one after another with those programs rather than vmapped: the seeds'
+    # states are then their runs' alone by construction, and a vmapped initialisation was a
+    # program of its own (4.2 s to compile for 5 seeds of a resnet8, against 2.6 s for its
+    # train step).
+    if not seeds.ndim:
+        return spec.mesh.replicate(create(seeds))
+    states = [create(seed) for seed in seeds]
+    return spec.mesh.replicate(jax.tree.map(lambda *leaves: np.stack(leaves), *states))
 
 
 def vectorize_seeds(config):
